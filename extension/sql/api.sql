@@ -1,0 +1,587 @@
+-- pg_webhooks: the SQL API. Every function that changes state is SECURITY DEFINER with a
+-- pinned search_path, so callers need only EXECUTE on it, never rights on the tables.
+
+------------------------------------------------------------------------------------------
+-- Internal helpers (not granted to anyone)
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION webhooks.setting_enabled(setting text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks AS $$
+    SELECT coalesce((SELECT value::boolean FROM webhooks.settings WHERE name = setting), false)
+$$;
+
+-- ISO 8601 UTC with whole seconds and a Z, whatever the session's TimeZone.
+CREATE FUNCTION webhooks.iso8601(ts timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
+    SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;
+
+-- Expand a subscription (event types and 'category.*' patterns) to event types.
+CREATE FUNCTION webhooks.resolve_event_selection(selection text[]) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    item     text;
+    matched  text[];
+    resolved text[] := '{}';
+    gated    text;
+BEGIN
+    IF selection IS NULL OR cardinality(selection) = 0 THEN
+        RAISE EXCEPTION 'an endpoint must subscribe to at least one event type'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give event types such as ''application.submitted'' or whole categories such as ''application.*''; SELECT * FROM webhooks.list_event_types() lists them.';
+    END IF;
+    FOREACH item IN ARRAY selection LOOP
+        IF item IS NULL OR item = 'test.ping' OR item = 'test.*' THEN
+            RAISE EXCEPTION 'cannot subscribe to "%"', coalesce(item, 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'test.ping is sent on demand to one endpoint by webhooks.send_test_ping(endpoint_id); it is not a subscription.';
+        END IF;
+        IF item LIKE '%.*' THEN
+            SELECT array_agg(name ORDER BY name) INTO matched
+              FROM webhooks.event_types
+             WHERE name LIKE left(item, -2) || '.%' AND category <> 'test';
+        ELSE
+            SELECT array_agg(name) INTO matched FROM webhooks.event_types WHERE name = item;
+        END IF;
+        IF matched IS NULL THEN
+            RAISE EXCEPTION 'unknown event type "%"', item
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Valid event types are listed by SELECT name FROM webhooks.list_event_types(); categories are application.*, offer.*, interview.*, code_assignment.*, review.*, job_posting.*, outreach.*.';
+        END IF;
+        resolved := resolved || matched;
+    END LOOP;
+
+    SELECT min(t.name) INTO gated
+      FROM webhooks.event_types t
+     WHERE t.name = ANY (resolved) AND t.addon = 'outreach'
+       AND NOT webhooks.setting_enabled('outreach_addon');
+    IF gated IS NOT NULL THEN
+        RAISE EXCEPTION 'event type "%" needs the Outreach add-on, which is not enabled for this database', gated
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'An admin enables it with SELECT webhooks.set_setting(''outreach_addon'', ''true'').';
+    END IF;
+    RETURN ARRAY(SELECT DISTINCT unnest(resolved) ORDER BY 1);
+END
+$$;
+
+-- Lock an endpoint row for a change, or fail naming the id.
+CREATE FUNCTION webhooks.lock_endpoint(endpoint_id bigint) RETURNS webhooks.endpoints
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    found webhooks.endpoints;
+BEGIN
+    SELECT * INTO found FROM webhooks.endpoints e WHERE e.id = lock_endpoint.endpoint_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'SELECT id, name, url FROM webhooks.endpoint_list shows the existing endpoints.';
+    END IF;
+    RETURN found;
+END
+$$;
+
+CREATE FUNCTION webhooks.record_history(endpoint_id bigint, action text, detail jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks AS $$
+    INSERT INTO webhooks.endpoint_history (endpoint_id, action, detail) VALUES ($1, $2, $3)
+$$;
+
+CREATE FUNCTION webhooks.check_secret(secret text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS $$
+BEGIN
+    IF secret IS NULL OR length(secret) < 16 OR secret <> btrim(secret) THEN
+        RAISE EXCEPTION 'signing secret is too weak (% characters)', coalesce(length(secret), 0)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give at least 16 characters without surrounding spaces, or omit the secret to have a strong one generated.';
+    END IF;
+    RETURN secret;
+END
+$$;
+
+CREATE FUNCTION webhooks.check_rate_limit(rate_limit integer) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS $$
+BEGIN
+    IF rate_limit IS NOT NULL AND rate_limit NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'rate limit % is not valid', rate_limit
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give requests per second between 1 and 100000, or NULL for no limit.';
+    END IF;
+    RETURN rate_limit;
+END
+$$;
+
+CREATE FUNCTION webhooks.check_failure_window(failure_window interval) RETURNS interval
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS $$
+BEGIN
+    IF failure_window IS NULL OR failure_window < interval '1 minute' OR failure_window > interval '30 days' THEN
+        RAISE EXCEPTION 'failure window % is not valid', coalesce(failure_window::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give an interval between 1 minute and 30 days; the default is 24 hours.';
+    END IF;
+    RETURN failure_window;
+END
+$$;
+
+CREATE FUNCTION webhooks.checked_url(url text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks AS $$
+    SELECT webhooks.check_endpoint_url(url, webhooks.setting_enabled('allow_http'))
+$$;
+
+-- One notification per transaction is enough: NOTIFY folds identical ones together.
+CREATE FUNCTION webhooks.wake_relay() RETURNS void
+LANGUAGE sql SET search_path = pg_catalog AS $$
+    SELECT pg_notify('webhooks_work', '')
+$$;
+
+-- Queue deliveries of logged events to one endpoint; existing ones start a new round.
+CREATE FUNCTION webhooks.queue_from_log(endpoint_id bigint, since timestamptz, until timestamptz,
+                                        only_types text[]) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    queued integer;
+BEGIN
+    INSERT INTO webhooks.deliveries AS d (event_id, endpoint_id)
+    SELECT ev.id, queue_from_log.endpoint_id
+      FROM webhooks.events ev
+     WHERE ev.created_at >= since AND ev.created_at < until
+       AND ev.event_type IN (SELECT s.event_type FROM webhooks.subscriptions s
+                              WHERE s.endpoint_id = queue_from_log.endpoint_id)
+       AND (only_types IS NULL OR ev.event_type = ANY (only_types))
+    ON CONFLICT ON CONSTRAINT deliveries_one_per_endpoint DO UPDATE
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
+           finished_at = NULL;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    IF queued > 0 THEN
+        PERFORM webhooks.wake_relay();
+    END IF;
+    RETURN queued;
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Settings and catalog
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION webhooks.set_setting(name text, value text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    parsed boolean;
+BEGIN
+    IF NOT EXISTS (SELECT FROM webhooks.settings s WHERE s.name = set_setting.name) THEN
+        RAISE EXCEPTION 'unknown setting "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Valid settings: ' || (SELECT string_agg(s.name, ', ' ORDER BY s.name) FROM webhooks.settings s) || '.';
+    END IF;
+    BEGIN
+        parsed := value::boolean;
+    EXCEPTION WHEN invalid_text_representation THEN
+        parsed := NULL;
+    END;
+    IF parsed IS NULL THEN
+        RAISE EXCEPTION 'setting "%" must be true or false, not "%"', name, coalesce(value, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give ''true'' or ''false''.';
+    END IF;
+    UPDATE webhooks.settings s SET value = parsed::text, updated_at = now() WHERE s.name = set_setting.name;
+    RETURN parsed::text;
+END
+$$;
+
+CREATE FUNCTION webhooks.list_event_types()
+RETURNS TABLE (name text, category text, description text, addon text, available boolean)
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks AS $$
+    SELECT t.name, t.category, t.description, t.addon,
+           t.addon IS NULL OR webhooks.setting_enabled(t.addon || '_addon')
+      FROM webhooks.event_types t
+     ORDER BY t.category = 'test', t.category, t.name
+$$;
+
+------------------------------------------------------------------------------------------
+-- Endpoints
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION webhooks.create_endpoint(
+    url            text,
+    events         text[],
+    name           text DEFAULT NULL,
+    description    text DEFAULT NULL,
+    secret         text DEFAULT NULL,
+    rate_limit     integer DEFAULT NULL,
+    backfill_since timestamptz DEFAULT NULL,
+    failure_window interval DEFAULT '24 hours')
+RETURNS TABLE (endpoint_id bigint, signing_secret text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    types   text[] := webhooks.resolve_event_selection(events);
+    created webhooks.endpoints;
+BEGIN
+    INSERT INTO webhooks.endpoints AS e (name, description, url, secret, events, rate_limit, failure_window)
+    VALUES (coalesce(nullif(btrim(create_endpoint.name), ''), 'endpoint-' || gen_random_uuid()),
+            nullif(create_endpoint.description, ''),
+            webhooks.checked_url(create_endpoint.url),
+            CASE WHEN create_endpoint.secret IS NULL THEN webhooks.generate_secret()
+                 ELSE webhooks.check_secret(create_endpoint.secret) END,
+            create_endpoint.events,
+            webhooks.check_rate_limit(create_endpoint.rate_limit),
+            webhooks.check_failure_window(create_endpoint.failure_window))
+    RETURNING * INTO created;
+
+    IF create_endpoint.name IS NULL OR btrim(create_endpoint.name) = '' THEN
+        UPDATE webhooks.endpoints e
+           SET name = substring(created.url FROM '^[a-z]+://([^/:?#]+)') || ' #' || created.id
+         WHERE e.id = created.id
+        RETURNING * INTO created;
+    END IF;
+
+    INSERT INTO webhooks.subscriptions (event_type, endpoint_id)
+    SELECT t, created.id FROM unnest(types) t;
+
+    PERFORM webhooks.record_history(created.id, 'created', jsonb_build_object(
+        'name', created.name, 'url', created.url, 'events', created.events,
+        'description', created.description, 'rate_limit', created.rate_limit,
+        'failure_window', created.failure_window));
+
+    IF backfill_since IS NOT NULL THEN
+        PERFORM webhooks.queue_from_log(created.id, backfill_since, now() + interval '1 microsecond', NULL);
+    END IF;
+
+    RETURN QUERY SELECT created.id, created.secret;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'an endpoint named "%" already exists', create_endpoint.name
+        USING ERRCODE = 'unique_violation', HINT = 'Endpoint names are unique; choose another name.';
+END
+$$;
+
+CREATE FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb)
+RETURNS webhooks.endpoints
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    ep  webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    allowed  text[] := ARRAY['url', 'name', 'description', 'events', 'rate_limit', 'failure_window'];
+    bad_key  text;
+    new_events text[];
+    types    text[];
+BEGIN
+    IF changes IS NULL OR jsonb_typeof(changes) <> 'object' OR changes = '{}' THEN
+        RAISE EXCEPTION 'changes must be a non-empty JSON object, not %', coalesce(changes::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''{"url": "https://example.com/hook", "events": ["offer.*"]}''. Keys: ' || array_to_string(allowed, ', ') || '.';
+    END IF;
+    SELECT min(k) INTO bad_key FROM jsonb_object_keys(changes) k WHERE k <> ALL (allowed);
+    IF bad_key IS NOT NULL THEN
+        RAISE EXCEPTION 'endpoint field "%" cannot be changed here', bad_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Changeable fields: ' || array_to_string(allowed, ', ') || '. Use rotate_secret, pause_endpoint and resume_endpoint for the rest.';
+    END IF;
+
+    IF changes ? 'url' THEN
+        ep.url := webhooks.checked_url(changes ->> 'url');
+    END IF;
+    IF changes ? 'name' THEN
+        IF coalesce(btrim(changes ->> 'name'), '') = '' THEN
+            RAISE EXCEPTION 'endpoint name cannot be empty'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Give a descriptive name such as "ATS Sync Production".';
+        END IF;
+        ep.name := btrim(changes ->> 'name');
+    END IF;
+    IF changes ? 'description' THEN
+        ep.description := nullif(changes ->> 'description', '');
+    END IF;
+    IF changes ? 'rate_limit' THEN
+        IF jsonb_typeof(changes -> 'rate_limit') NOT IN ('number', 'null') THEN
+            RAISE EXCEPTION 'rate limit % is not valid', changes -> 'rate_limit'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give requests per second between 1 and 100000, or null for no limit.';
+        END IF;
+        ep.rate_limit := webhooks.check_rate_limit((changes ->> 'rate_limit')::numeric::integer);
+    END IF;
+    IF changes ? 'failure_window' THEN
+        ep.failure_window := webhooks.check_failure_window((changes ->> 'failure_window')::interval);
+    END IF;
+    IF changes ? 'events' THEN
+        IF jsonb_typeof(changes -> 'events') <> 'array' THEN
+            RAISE EXCEPTION 'events must be a JSON array of event types, not %', changes -> 'events'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ["application.*", "offer.accepted"].';
+        END IF;
+        new_events := ARRAY(SELECT jsonb_array_elements_text(changes -> 'events'));
+        types := webhooks.resolve_event_selection(new_events);
+        ep.events := new_events;
+        DELETE FROM webhooks.subscriptions s WHERE s.endpoint_id = ep.id AND s.event_type <> ALL (types);
+        INSERT INTO webhooks.subscriptions (event_type, endpoint_id)
+        SELECT t, ep.id FROM unnest(types) t ON CONFLICT DO NOTHING;
+    END IF;
+
+    UPDATE webhooks.endpoints e
+       SET url = ep.url, name = ep.name, description = ep.description,
+           rate_limit = ep.rate_limit, failure_window = ep.failure_window,
+           events = ep.events, updated_at = now()
+     WHERE e.id = ep.id
+    RETURNING * INTO ep;
+    PERFORM webhooks.record_history(ep.id, 'edited', changes);
+    RETURN ep;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'an endpoint named "%" already exists', changes ->> 'name'
+        USING ERRCODE = 'unique_violation', HINT = 'Endpoint names are unique; choose another name.';
+END
+$$;
+
+CREATE FUNCTION webhooks.pause_endpoint(endpoint_id bigint) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+BEGIN
+    IF ep.status = 'active' THEN
+        UPDATE webhooks.endpoints e SET status = 'paused', updated_at = now() WHERE e.id = ep.id;
+        PERFORM webhooks.record_history(ep.id, 'paused');
+        RETURN 'paused';
+    END IF;
+    RETURN ep.status;
+END
+$$;
+
+CREATE FUNCTION webhooks.resume_endpoint(endpoint_id bigint) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+BEGIN
+    UPDATE webhooks.endpoints e
+       SET status = 'active', disabled_reason = NULL, disabled_at = NULL,
+           failures_counted_since = now(), updated_at = now()
+     WHERE e.id = ep.id;
+    PERFORM webhooks.record_history(ep.id, 'resumed',
+        jsonb_build_object('previous_status', ep.status, 'disabled_reason', ep.disabled_reason));
+    PERFORM webhooks.wake_relay();
+    RETURN 'active';
+END
+$$;
+
+-- Used by the relay (410 Gone, too many failures) and available to admins.
+CREATE FUNCTION webhooks.disable_endpoint(endpoint_id bigint, reason text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+BEGIN
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'a reason is required to disable endpoint %', endpoint_id
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Say why, for example ''receiver answered 410 Gone''.';
+    END IF;
+    IF ep.status <> 'disabled' THEN
+        UPDATE webhooks.endpoints e
+           SET status = 'disabled', disabled_reason = reason, disabled_at = now(), updated_at = now()
+         WHERE e.id = ep.id;
+        PERFORM webhooks.record_history(ep.id, 'disabled', jsonb_build_object('reason', reason));
+    END IF;
+    RETURN 'disabled';
+END
+$$;
+
+CREATE FUNCTION webhooks.rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    fresh_secret text := CASE WHEN new_secret IS NULL THEN webhooks.generate_secret()
+                              ELSE webhooks.check_secret(new_secret) END;
+BEGIN
+    UPDATE webhooks.endpoints e SET secret = fresh_secret, updated_at = now() WHERE e.id = ep.id;
+    PERFORM webhooks.record_history(ep.id, 'secret_rotated',
+        jsonb_build_object('generated', new_secret IS NULL));
+    RETURN fresh_secret;
+END
+$$;
+
+CREATE FUNCTION webhooks.delete_endpoint(endpoint_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+BEGIN
+    -- Deliveries, attempts and subscriptions go by ON DELETE CASCADE; the event log stays.
+    DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;
+    PERFORM webhooks.record_history(ep.id, 'deleted',
+        jsonb_build_object('name', ep.name, 'url', ep.url));
+END
+$$;
+
+CREATE FUNCTION webhooks.send_test_ping(endpoint_id bigint) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    ep  webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    event_id bigint;
+BEGIN
+    IF ep.status <> 'active' THEN
+        RAISE EXCEPTION 'endpoint % is %; test pings go to active endpoints only', ep.id, ep.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Resume it first: SELECT webhooks.resume_endpoint(%s).', ep.id);
+    END IF;
+    INSERT INTO webhooks.events (event_type, data) VALUES ('test.ping', '{}') RETURNING id INTO event_id;
+    INSERT INTO webhooks.deliveries (event_id, endpoint_id) VALUES (event_id, ep.id);
+    PERFORM webhooks.wake_relay();
+    RETURN event_id;
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Events
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION webhooks.emit(event_type text, data jsonb) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM webhooks.event_types t WHERE t.name = emit.event_type) THEN
+        RAISE EXCEPTION 'unknown event type "%"', coalesce(event_type, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT name FROM webhooks.list_event_types() lists the valid event types.';
+    END IF;
+    IF data IS NULL OR jsonb_typeof(data) <> 'object' THEN
+        RAISE EXCEPTION 'event data must be a JSON object, not %', coalesce(jsonb_typeof(data), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a jsonb object, for example jsonb_build_object(''id'', 42).';
+    END IF;
+
+    INSERT INTO webhooks.events (event_type, data) VALUES (emit.event_type, emit.data)
+    RETURNING id INTO event_id;
+
+    INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+    SELECT event_id, s.endpoint_id
+      FROM webhooks.subscriptions s
+      JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
+     WHERE s.event_type = emit.event_type;
+    IF FOUND THEN
+        PERFORM webhooks.wake_relay();
+    END IF;
+    RETURN event_id;
+END
+$$;
+
+CREATE FUNCTION webhooks.replay(endpoint_id bigint, since timestamptz, until timestamptz DEFAULT now(),
+                                event_types text[] DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    unknown text;
+BEGIN
+    IF since IS NULL OR until IS NULL OR since >= until THEN
+        RAISE EXCEPTION 'replay window [%, %) is empty', since, until
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give since < until, for example now() - interval ''1 day'' and now().';
+    END IF;
+    SELECT min(t) INTO unknown FROM unnest(event_types) t
+     WHERE NOT EXISTS (SELECT FROM webhooks.event_types et WHERE et.name = t);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown event type "%"', unknown
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT name FROM webhooks.list_event_types() lists the valid event types.';
+    END IF;
+    RETURN webhooks.queue_from_log(ep.id, since, until, event_types);
+END
+$$;
+
+CREATE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+BEGIN
+    UPDATE webhooks.deliveries d
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL, finished_at = NULL
+     WHERE d.id = redeliver.delivery_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'delivery % does not exist', coalesce(delivery_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'SELECT delivery_id, event_type, endpoint_name FROM webhooks.delivery_log shows deliveries.';
+    END IF;
+    PERFORM webhooks.wake_relay();
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Views for operators
+------------------------------------------------------------------------------------------
+
+CREATE VIEW webhooks.endpoint_list AS
+SELECT e.id, e.name, e.description, e.url, e.events,
+       ARRAY(SELECT s.event_type FROM webhooks.subscriptions s WHERE s.endpoint_id = e.id ORDER BY 1) AS event_types,
+       e.status, e.disabled_reason, e.disabled_at, e.rate_limit, e.failure_window, e.failure_threshold,
+       e.created_at, e.updated_at
+  FROM webhooks.endpoints e;
+
+CREATE VIEW webhooks.endpoint_status AS
+SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
+       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
+       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'succeeded'
+           AND d.finished_at > now() - interval '24 hours') AS succeeded_24h,
+       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'failed'
+           AND d.finished_at > now() - interval '24 hours') AS failed_24h,
+       (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
+           AND a.started_at > greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_attempts_in_window,
+       (SELECT max(a.started_at) FROM webhooks.attempts a WHERE a.endpoint_id = e.id) AS last_attempt_at
+  FROM webhooks.endpoints e;
+
+CREATE VIEW webhooks.delivery_log AS
+SELECT d.id AS delivery_id, ev.id AS event_id, ev.event_type, ev.created_at AS event_created_at,
+       e.id AS endpoint_id, e.name AS endpoint_name, d.status AS delivery_status,
+       a.attempt_number, a.started_at, a.duration_ms, a.outcome, a.response_status,
+       a.error, a.request_headers, a.response_body, d.next_attempt_at
+  FROM webhooks.deliveries d
+  JOIN webhooks.events ev ON ev.id = d.event_id
+  JOIN webhooks.endpoints e ON e.id = d.endpoint_id
+  LEFT JOIN webhooks.attempts a ON a.delivery_id = d.id;
+
+------------------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA webhooks TO PUBLIC, webhooks_admin, webhooks_relay, webhooks_reader;
+
+-- Applications emit events; nothing else.
+GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb) TO PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    webhooks.set_setting(text, text),
+    webhooks.list_event_types(),
+    webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval),
+    webhooks.update_endpoint(bigint, jsonb),
+    webhooks.pause_endpoint(bigint),
+    webhooks.resume_endpoint(bigint),
+    webhooks.disable_endpoint(bigint, text),
+    webhooks.rotate_secret(bigint, text),
+    webhooks.delete_endpoint(bigint),
+    webhooks.send_test_ping(bigint),
+    webhooks.replay(bigint, timestamptz, timestamptz, text[]),
+    webhooks.redeliver(bigint),
+    webhooks.iso8601(timestamptz)
+TO webhooks_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
+
+GRANT EXECUTE ON FUNCTION webhooks.list_event_types(), webhooks.iso8601(timestamptz) TO webhooks_reader;
+GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries,
+                webhooks.attempts, webhooks.endpoint_history, webhooks.subscriptions,
+                webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
+TO webhooks_reader;
+
+GRANT EXECUTE ON FUNCTION webhooks.disable_endpoint(bigint, text), webhooks.iso8601(timestamptz)
+TO webhooks_relay;
+GRANT SELECT ON webhooks.endpoints, webhooks.events, webhooks.settings TO webhooks_relay;
+
+------------------------------------------------------------------------------------------
+-- Documentation in the catalog (\df+ and \dv+ show it)
+------------------------------------------------------------------------------------------
+
+COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide switch (allow_http, outreach_addon). Admin only.';
+COMMENT ON FUNCTION webhooks.list_event_types() IS 'Every event type with its category, description, required add-on and whether it is available now.';
+COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval) IS 'Create an endpoint subscribed to event types and/or categories (''application.*''). Returns its id and signing secret. backfill_since queues past events from the log.';
+COMMENT ON FUNCTION webhooks.update_endpoint(bigint, jsonb) IS 'Change url, name, description, events, rate_limit or failure_window: keys present in the JSON object are changed, others kept.';
+COMMENT ON FUNCTION webhooks.pause_endpoint(bigint) IS 'Stop deliveries. Events that fire while paused are not queued; already queued deliveries wait for resume.';
+COMMENT ON FUNCTION webhooks.resume_endpoint(bigint) IS 'Re-enable a paused or disabled endpoint and reset its failure counter.';
+COMMENT ON FUNCTION webhooks.disable_endpoint(bigint, text) IS 'Disable an endpoint, recording why. The relay calls it on 410 Gone and on too many failures.';
+COMMENT ON FUNCTION webhooks.rotate_secret(bigint, text) IS 'Replace the signing secret (generated, or the one given). The old secret stops signing at once.';
+COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its deliveries and attempts. The event log and the endpoint history stay.';
+COMMENT ON FUNCTION webhooks.send_test_ping(bigint) IS 'Queue a test.ping event with data {} for this endpoint only. Returns the event id.';
+COMMENT ON FUNCTION webhooks.emit(text, jsonb) IS 'Log an event and queue one delivery per active subscribed endpoint, in the caller''s transaction. Returns the event id.';
+COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS 'Queue logged events of [since, until) to an endpoint again, optionally only some types. Returns how many were queued.';
+COMMENT ON FUNCTION webhooks.redeliver(bigint) IS 'Send one delivery again now, starting a fresh retry schedule.';
+COMMENT ON FUNCTION webhooks.iso8601(timestamptz) IS 'Format a timestamp as ISO 8601 UTC with whole seconds and Z, as in webhook payloads.';
+COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new 256-bit signing secret (whsec_ + 64 hex digits).';
+COMMENT ON FUNCTION webhooks.check_endpoint_url(text, boolean) IS 'Validate and normalise an endpoint URL; raises an error naming the problem.';
+COMMENT ON VIEW webhooks.endpoint_list IS 'Endpoints without their secrets.';
+COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status with pending, succeeded and failed (last 24 h) counts.';
+COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoint and attempts (request headers, response status, timing).';

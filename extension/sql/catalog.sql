@@ -1,0 +1,190 @@
+-- pg_webhooks: tables, roles and the event catalog.
+--
+-- The event log (webhooks.events) is the source of truth and is append-only. Deliveries are
+-- the per-endpoint work derived from it; attempts are the per-HTTP-try record the relay
+-- writes. Endpoint configuration changes are kept in webhooks.endpoint_history, also
+-- append-only. Functions that change anything live in api.sql.
+
+-- Roles are cluster-wide, so a second database that creates the extension reuses them.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'webhooks_admin') THEN
+        CREATE ROLE webhooks_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'webhooks_relay') THEN
+        CREATE ROLE webhooks_relay NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'webhooks_reader') THEN
+        CREATE ROLE webhooks_reader NOLOGIN;
+    END IF;
+END
+$roles$;
+
+CREATE TABLE webhooks.settings (
+    name        text PRIMARY KEY,
+    value       text NOT NULL,
+    description text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+INSERT INTO webhooks.settings (name, value, description) VALUES
+    ('allow_http', 'false',
+     'Accept plain http:// endpoint URLs (local development and tests only).'),
+    ('outreach_addon', 'false',
+     'The Outreach add-on is enabled: endpoints may subscribe to outreach.* events.');
+
+CREATE TABLE webhooks.event_types (
+    name        text PRIMARY KEY,
+    category    text NOT NULL,
+    description text NOT NULL,
+    addon       text CHECK (addon IN ('outreach'))
+);
+
+INSERT INTO webhooks.event_types (name, category, description, addon) VALUES
+    ('application.submitted',        'application', 'A candidate submits an application', NULL),
+    ('application.rejected',         'application', 'An application is rejected', NULL),
+    ('application.advanced',         'application', 'An application advances to the next stage', NULL),
+    ('application.withdrawn',        'application', 'A candidate withdraws their application', NULL),
+    ('application.offer_extended',   'application', 'An offer is extended to a candidate', NULL),
+    ('offer.accepted',               'offer', 'An admin accepts an offer', NULL),
+    ('offer.declined',               'offer', 'An admin declines an offer', NULL),
+    ('offer.candidate_accepted',     'offer', 'A candidate accepts an offer', NULL),
+    ('offer.candidate_declined',     'offer', 'A candidate declines an offer', NULL),
+    ('offer.revised',                'offer', 'An offer is revised with new terms', NULL),
+    ('interview.scheduled',          'interview', 'An interview is scheduled', NULL),
+    ('interview.confirmed',          'interview', 'A candidate confirms the interview', NULL),
+    ('interview.completed',          'interview', 'An interview is marked as completed', NULL),
+    ('interview.cancelled',          'interview', 'An interview is cancelled', NULL),
+    ('interview.no_show',            'interview', 'A candidate is marked as a no-show', NULL),
+    ('code_assignment.submitted',    'code_assignment', 'A candidate submits their code assignment', NULL),
+    ('code_assignment.auto_submitted', 'code_assignment', 'A code assignment is auto-submitted at deadline', NULL),
+    ('review.submitted',             'review', 'A team member submits a review', NULL),
+    ('job_posting.published',        'job_posting', 'A job posting is published', NULL),
+    ('job_posting.paused',           'job_posting', 'A job posting is paused', NULL),
+    ('job_posting.closed',           'job_posting', 'A job posting is closed', NULL),
+    ('job_posting.reopened',         'job_posting', 'A job posting is reopened', NULL),
+    ('outreach.prospect.drafted',    'outreach', 'The AI finished researching a prospect and drafting an email', 'outreach'),
+    ('outreach.message.approved',    'outreach', 'An outreach message was approved', 'outreach'),
+    ('outreach.message.sent',        'outreach', 'An outreach message was sent', 'outreach'),
+    ('outreach.message.bounced',     'outreach', 'An outreach message bounced', 'outreach'),
+    ('outreach.message.failed',      'outreach', 'An outreach message failed to send', 'outreach'),
+    ('test.ping',                    'test', 'Sent by webhooks.send_test_ping to check an endpoint', NULL);
+
+CREATE TABLE webhooks.endpoints (
+    id                     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name                   text NOT NULL UNIQUE,
+    description            text,
+    url                    text NOT NULL,
+    secret                 text NOT NULL,
+    -- The selection as the user gave it (types and categories such as 'application.*');
+    -- webhooks.subscriptions holds it expanded to event types.
+    events                 text[] NOT NULL,
+    status                 text NOT NULL DEFAULT 'active'
+                           CHECK (status IN ('active', 'paused', 'disabled')),
+    disabled_reason        text,
+    disabled_at            timestamptz,
+    rate_limit             integer CHECK (rate_limit BETWEEN 1 AND 100000),
+    failure_window         interval NOT NULL DEFAULT '24 hours',
+    failure_threshold      integer NOT NULL DEFAULT 25 CHECK (failure_threshold > 0),
+    -- Failed attempts before this instant do not count towards auto-disable: resume moves it.
+    failures_counted_since timestamptz NOT NULL DEFAULT now(),
+    created_at             timestamptz NOT NULL DEFAULT now(),
+    updated_at             timestamptz NOT NULL DEFAULT now(),
+    CHECK ((status = 'disabled') = (disabled_at IS NOT NULL))
+);
+
+-- Keyed by event type first: emit() looks up "who subscribes to this type".
+CREATE TABLE webhooks.subscriptions (
+    event_type  text NOT NULL REFERENCES webhooks.event_types (name),
+    endpoint_id bigint NOT NULL REFERENCES webhooks.endpoints (id) ON DELETE CASCADE,
+    PRIMARY KEY (event_type, endpoint_id)
+);
+CREATE INDEX subscriptions_endpoint ON webhooks.subscriptions (endpoint_id);
+
+-- No foreign key to event_types: a key check would share-lock the catalog row on every
+-- emit; emit() validates the type itself.
+CREATE TABLE webhooks.events (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_type text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    data       jsonb NOT NULL CHECK (jsonb_typeof(data) = 'object')
+);
+CREATE INDEX events_created_at ON webhooks.events (created_at);
+
+CREATE TABLE webhooks.deliveries (
+    id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id             bigint NOT NULL REFERENCES webhooks.events (id),
+    endpoint_id          bigint NOT NULL REFERENCES webhooks.endpoints (id) ON DELETE CASCADE,
+    status               text NOT NULL DEFAULT 'pending'
+                         CHECK (status IN ('pending', 'succeeded', 'failed')),
+    -- Attempts in the current round (replay and redeliver start a new round at 0).
+    attempts             integer NOT NULL DEFAULT 0,
+    -- When the delivery may next be claimed. A relay's claim pushes it forward by the lease
+    -- length, so a crashed relay's work becomes claimable again when its lease runs out.
+    next_attempt_at      timestamptz NOT NULL DEFAULT now(),
+    leased_by            text,
+    last_response_status integer,
+    last_error           text,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    finished_at          timestamptz,
+    CONSTRAINT deliveries_one_per_endpoint UNIQUE (event_id, endpoint_id)
+);
+CREATE INDEX deliveries_due ON webhooks.deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_endpoint ON webhooks.deliveries (endpoint_id, status);
+
+CREATE TABLE webhooks.attempts (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id      bigint NOT NULL REFERENCES webhooks.deliveries (id) ON DELETE CASCADE,
+    endpoint_id      bigint NOT NULL,
+    attempt_number   integer NOT NULL,
+    started_at       timestamptz NOT NULL,
+    duration_ms      double precision NOT NULL,
+    request_headers  jsonb NOT NULL,
+    response_status  integer,
+    response_body    text,
+    error            text,
+    outcome          text NOT NULL CHECK (outcome IN ('succeeded', 'retry', 'failed'))
+);
+CREATE INDEX attempts_delivery ON webhooks.attempts (delivery_id);
+CREATE INDEX attempts_endpoint_failures ON webhooks.attempts (endpoint_id, started_at)
+    WHERE outcome <> 'succeeded';
+
+CREATE TABLE webhooks.endpoint_history (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    endpoint_id bigint NOT NULL,
+    action      text NOT NULL CHECK (action IN ('created', 'edited', 'paused', 'resumed',
+                                                'secret_rotated', 'disabled', 'deleted')),
+    detail      jsonb NOT NULL DEFAULT '{}',
+    actor       text NOT NULL DEFAULT session_user,
+    at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX endpoint_history_endpoint ON webhooks.endpoint_history (endpoint_id, at);
+
+-- Append-only logs: UPDATE, DELETE and TRUNCATE are refused. Retention pruning, when it
+-- exists, is an explicit function that says so.
+CREATE FUNCTION webhooks.refuse_log_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'The log is the source of truth. To deliver an event again use webhooks.replay or webhooks.redeliver.';
+END
+$$;
+
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON webhooks.events
+    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_log_change();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON webhooks.events
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks.refuse_log_change();
+CREATE TRIGGER endpoint_history_append_only BEFORE UPDATE OR DELETE ON webhooks.endpoint_history
+    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_log_change();
+CREATE TRIGGER endpoint_history_no_truncate BEFORE TRUNCATE ON webhooks.endpoint_history
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks.refuse_log_change();
+
+COMMENT ON TABLE webhooks.settings IS 'Database-wide switches; change them with webhooks.set_setting.';
+COMMENT ON TABLE webhooks.event_types IS 'The event catalog: every event type, its category, and the add-on it needs.';
+COMMENT ON TABLE webhooks.endpoints IS 'Webhook endpoints with their signing secrets. Read webhooks.endpoint_list for a view without secrets.';
+COMMENT ON TABLE webhooks.subscriptions IS 'Endpoint subscriptions expanded to individual event types.';
+COMMENT ON TABLE webhooks.events IS 'Append-only event log, the source of truth. The id is what receivers deduplicate on (X-Webhook-Id).';
+COMMENT ON TABLE webhooks.deliveries IS 'One row per (event, endpoint): the work the relay claims.';
+COMMENT ON TABLE webhooks.attempts IS 'One row per HTTP attempt, written by the relay.';
+COMMENT ON TABLE webhooks.endpoint_history IS 'Append-only record of every endpoint configuration change.';

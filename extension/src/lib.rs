@@ -1,0 +1,38 @@
+//! `pg_webhooks`: the system of record for webhook deliveries.
+//!
+//! Almost everything lives in plain SQL (see `extension/sql/`), so a DBA can read it with
+//! `\sf`. Rust supplies only what SQL does badly: strict URL parsing and strong secrets.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+mod errors;
+mod secret;
+mod url_check;
+
+extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+extension_sql_file!(
+    "../sql/api.sql",
+    name = "api",
+    requires = [
+        "catalog",
+        url_check::check_endpoint_url,
+        secret::generate_secret
+    ],
+    finalize
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`: one-off setup and the test cluster's settings.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,111 @@
+//! Command-line flags with environment fallbacks; `webhook-relay --help` explains each.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Deliver webhook events queued by the pg_webhooks extension.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "webhook-relay", version, about, long_about = None)]
+pub struct Config {
+    /// PostgreSQL connection string (key=value or postgres:// URL). The role needs
+    /// webhooks_relay.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Address for /healthz (and /metrics); "off" to disable.
+    #[arg(
+        long,
+        env = "WEBHOOK_RELAY_HEALTH_ADDR",
+        default_value = "127.0.0.1:9187"
+    )]
+    pub health_addr: HealthAddr,
+
+    /// Backstop poll interval: the relay looks for due work this often even when no
+    /// notification arrives (retries coming due, missed notifications).
+    #[arg(long, env = "WEBHOOK_RELAY_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Longest wait between reconnection attempts when the database is unreachable.
+    #[arg(long, env = "WEBHOOK_RELAY_MAX_RECONNECT_DELAY", default_value = "10s", value_parser = parse_duration)]
+    pub max_reconnect_delay: Duration,
+
+    /// Name this relay records in deliveries it leases (default: host name and process id).
+    #[arg(long, env = "WEBHOOK_RELAY_ID")]
+    pub relay_id: Option<String>,
+}
+
+/// Where the health server listens, if anywhere.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for HealthAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(HealthAddr(None));
+        }
+        s.parse()
+            .map(|a| HealthAddr(Some(a)))
+            .map_err(|e| format!("\"{s}\" is not an address like 127.0.0.1:9187 or \"off\": {e}"))
+    }
+}
+
+/// Parse "250ms", "5s", "2m" or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration such as 250ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "\"{s}\": unknown unit \"{unit}\"; use ms, s, m or h"
+            ))
+        }
+    };
+    if !(0.0..=86_400.0 * 7.0).contains(&seconds) {
+        return Err(format!("\"{s}\" is out of range"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl Config {
+    pub fn relay_id(&self) -> String {
+        self.relay_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "relay".into());
+            format!("{host}:{}", std::process::id())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn health_addr_can_be_off() {
+        assert!("off".parse::<HealthAddr>().unwrap().0.is_none());
+        assert!("127.0.0.1:0".parse::<HealthAddr>().unwrap().0.is_some());
+        assert!("nonsense".parse::<HealthAddr>().is_err());
+    }
+}

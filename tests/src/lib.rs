@@ -1,0 +1,40 @@
+//! End-to-end test harness shared by every test in `tests/tests/`.
+//!
+//! - [`cluster::Cluster`]: a throwaway PostgreSQL 15 cluster run as the `postgres` OS user,
+//!   removed on drop (also when the test panics).
+//! - [`relay::Relay`]: the real `webhook-relay` binary against that cluster.
+//! - [`receiver::Receiver`]: an HTTPS server on 127.0.0.1 with a certificate made at test time,
+//!   recording every request and answering as the test scripts it.
+
+pub mod cluster;
+pub mod receiver;
+pub mod relay;
+
+use std::time::{Duration, Instant};
+
+/// Poll `check` every 20 ms until it returns `Some`, or fail after `timeout` saying `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
