@@ -23,8 +23,15 @@ extension_sql_file!(
     finalize
 );
 
+/// `#[pg_test]`s, run inside a real PostgreSQL by `cargo pgrx test`, one transaction each.
+/// `#[pg_schema]` needs an inline module, so the topic files are included.
 #[cfg(any(test, feature = "pg_test"))]
-mod tests;
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    include!("tests/secrets.rs");
+}
 
 /// Required by `cargo pgrx test`: one-off setup and the test cluster's settings.
 #[cfg(test)]

@@ -1,7 +1,3 @@
-//! `#[pg_test]`s: run inside a real PostgreSQL by `cargo pgrx test`, one transaction each.
-
-use pgrx::prelude::*;
-
 #[pg_test]
 fn generated_secrets_are_strong_and_distinct() {
     let a = Spi::get_one::<String>("SELECT webhooks.generate_secret()")
