@@ -68,15 +68,15 @@ $$;
 CREATE FUNCTION webhooks.lock_endpoint(endpoint_id bigint) RETURNS webhooks.endpoints
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
 DECLARE
-    found webhooks.endpoints;
+    locked webhooks.endpoints;
 BEGIN
-    SELECT * INTO found FROM webhooks.endpoints e WHERE e.id = lock_endpoint.endpoint_id FOR UPDATE;
+    SELECT * INTO locked FROM webhooks.endpoints e WHERE e.id = lock_endpoint.endpoint_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
             USING ERRCODE = 'no_data_found',
                   HINT = 'SELECT id, name, url FROM webhooks.endpoint_list shows the existing endpoints.';
     END IF;
-    RETURN found;
+    RETURN locked;
 END
 $$;
 
@@ -188,7 +188,7 @@ $$;
 
 CREATE FUNCTION webhooks.list_event_types()
 RETURNS TABLE (name text, category text, description text, addon text, available boolean)
-LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
     SELECT t.name, t.category, t.description, t.addon,
            t.addon IS NULL OR webhooks.setting_enabled(t.addon || '_addon')
       FROM webhooks.event_types t
@@ -509,7 +509,7 @@ SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
        (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'failed'
            AND d.finished_at > now() - interval '24 hours') AS failed_24h,
        (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
-           AND a.started_at > greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_attempts_in_window,
+           AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_attempts_in_window,
        (SELECT max(a.started_at) FROM webhooks.attempts a WHERE a.endpoint_id = e.id) AS last_attempt_at
   FROM webhooks.endpoints e;
 

@@ -30,6 +30,11 @@ extension_sql_file!(
 mod tests {
     use pgrx::prelude::*;
 
+    include!("tests/support.rs");
+    include!("tests/catalog.rs");
+    include!("tests/endpoints.rs");
+    include!("tests/events.rs");
+    include!("tests/privileges.rs");
     include!("tests/secrets.rs");
 }
 
