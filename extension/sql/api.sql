@@ -548,7 +548,9 @@ GRANT EXECUTE ON FUNCTION
     webhooks.send_test_ping(bigint),
     webhooks.replay(bigint, timestamptz, timestamptz, text[]),
     webhooks.redeliver(bigint),
-    webhooks.iso8601(timestamptz)
+    webhooks.iso8601(timestamptz),
+    webhooks.generate_secret(),
+    webhooks.check_endpoint_url(text, boolean)
 TO webhooks_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 

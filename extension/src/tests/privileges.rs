@@ -11,6 +11,8 @@ fn roles_get_exactly_their_rights() {
     assert!(succeeds_as("webhooks_admin", &format!("SELECT webhooks.pause_endpoint({id})")));
     assert!(succeeds_as("webhooks_admin", &format!("SELECT webhooks.rotate_secret({id})")));
     assert!(succeeds_as("webhooks_admin", "SELECT webhooks.set_setting('allow_http', 'true')"));
+    assert!(succeeds_as("webhooks_admin", "SELECT webhooks.generate_secret()"));
+    assert!(!succeeds_as("app_writer", "SELECT webhooks.generate_secret()"));
 
     assert!(succeeds_as("webhooks_reader", "SELECT * FROM webhooks.endpoint_list"));
     assert!(succeeds_as("webhooks_reader", "SELECT * FROM webhooks.endpoint_status"));
