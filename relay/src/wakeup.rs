@@ -26,6 +26,10 @@ pub async fn listen_forever(
             r = listen_once(&database_url, &wake, &state) => r,
             _ = shutdown.requested() => break,
         };
+        // A connection that got as far as listening starts the next outage's backoff afresh.
+        if state.database_connected() {
+            delay = Duration::from_millis(100);
+        }
         state.set_database_connected(false);
         match outcome {
             Ok(()) => tracing::warn!("database closed the LISTEN connection; reconnecting"),

@@ -17,7 +17,8 @@ pub struct Cluster {
     keep: bool,
 }
 
-fn running_as_root() -> bool {
+/// Are we root (so that server commands must go through `sudo -u postgres`)?
+pub fn running_as_root() -> bool {
     std::env::var("USER").map(|u| u == "root").unwrap_or(false)
         || Command::new("id")
             .arg("-u")

@@ -13,13 +13,7 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
-}
+pub use e2e::cluster::running_as_root as is_root;
 
 pub fn cmd(program: &str, args: &[&str]) -> Command {
     let mut c = Command::new(program);
