@@ -178,6 +178,14 @@ impl Cluster {
         Ok(client)
     }
 
+    /// The usual start of a test: a cluster, database `app` with the extension, a connection.
+    pub async fn with_app_database() -> Result<(Cluster, tokio_postgres::Client)> {
+        let cluster = Cluster::start()?;
+        cluster.create_database_with_extension("app").await?;
+        let client = cluster.connect("app").await?;
+        Ok((cluster, client))
+    }
+
     /// Create `database` with the extension installed in it.
     pub async fn create_database_with_extension(&self, database: &str) -> Result<()> {
         let admin = self.connect("postgres").await?;

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn extension_installs_and_relay_connects_and_receiver_records() {
-    let cluster = Cluster::start().expect("throwaway cluster");
-    cluster.create_database_with_extension("app").await.unwrap();
-
-    let db = cluster.connect("app").await.unwrap();
+    let (cluster, db) = Cluster::with_app_database()
+        .await
+        .expect("throwaway cluster");
     let row = db
         .query_one(
             "SELECT e.extversion, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace

@@ -39,9 +39,7 @@ async fn count(db: &tokio_postgres::Client, table: &str) -> i64 {
 
 #[tokio::test]
 async fn an_event_exists_if_and_only_if_its_transaction_commits() {
-    let cluster = Cluster::start().unwrap();
-    cluster.create_database_with_extension("app").await.unwrap();
-    let mut writer = cluster.connect("app").await.unwrap();
+    let (cluster, mut writer) = Cluster::with_app_database().await.unwrap();
     writer
         .batch_execute(
             "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*'])",
@@ -87,9 +85,7 @@ async fn an_event_exists_if_and_only_if_its_transaction_commits() {
 
 #[tokio::test]
 async fn the_relay_is_woken_by_a_commit_not_by_a_rollback() {
-    let cluster = Cluster::start().unwrap();
-    cluster.create_database_with_extension("app").await.unwrap();
-    let mut writer = cluster.connect("app").await.unwrap();
+    let (cluster, mut writer) = Cluster::with_app_database().await.unwrap();
     writer
         .batch_execute("SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['offer.*'])")
         .await
