@@ -129,7 +129,8 @@ CREATE TABLE webhooks.deliveries (
     finished_at          timestamptz,
     CONSTRAINT deliveries_one_per_endpoint UNIQUE (event_id, endpoint_id)
 );
-CREATE INDEX deliveries_due ON webhooks.deliveries (next_attempt_at) WHERE status = 'pending';
+-- The claim walks this per endpoint (oldest due first), so its cost does not grow with the backlog.
+CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX deliveries_endpoint ON webhooks.deliveries (endpoint_id, status);
 
 CREATE TABLE webhooks.attempts (
@@ -143,7 +144,8 @@ CREATE TABLE webhooks.attempts (
     response_status  integer,
     response_body    text,
     error            text,
-    outcome          text NOT NULL CHECK (outcome IN ('succeeded', 'retry', 'failed'))
+    outcome          text NOT NULL CHECK (outcome IN ('succeeded', 'retry', 'failed')),
+    relay_id         text
 );
 CREATE INDEX attempts_delivery ON webhooks.attempts (delivery_id);
 CREATE INDEX attempts_endpoint_failures ON webhooks.attempts (endpoint_id, started_at)

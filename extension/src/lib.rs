@@ -19,7 +19,13 @@ extension_sql_file!(
         "catalog",
         url_check::check_endpoint_url,
         secret::generate_secret
-    ],
+    ]
+);
+extension_sql_file!("../sql/relay.sql", name = "relay", requires = ["api"]);
+extension_sql_file!(
+    "../sql/privileges.sql",
+    name = "privileges",
+    requires = ["relay"],
     finalize
 );
 

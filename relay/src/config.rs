@@ -33,6 +33,47 @@ pub struct Config {
     /// Name this relay records in deliveries it leases (default: host name and process id).
     #[arg(long, env = "WEBHOOK_RELAY_ID")]
     pub relay_id: Option<String>,
+
+    /// Most deliveries in flight at once, over all endpoints.
+    #[arg(long, env = "WEBHOOK_RELAY_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+
+    /// Most deliveries claimed per database round trip.
+    #[arg(long, env = "WEBHOOK_RELAY_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+
+    /// Most requests in flight to any one endpoint, so that a slow receiver does not get the
+    /// whole batch at once.
+    #[arg(long, env = "WEBHOOK_RELAY_PER_ENDPOINT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_in_flight_per_endpoint: u32,
+
+    /// Lease (visibility timeout) on claimed deliveries: if this relay dies, another relay
+    /// sends them once it runs out. Must exceed the request timeout.
+    #[arg(long, env = "WEBHOOK_RELAY_LEASE", default_value = "60s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// Time allowed for a whole exchange (connect, TLS, request, response); longer counts as
+    /// a timeout and is retried.
+    #[arg(long, env = "WEBHOOK_RELAY_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Extra PEM file of CA certificates to trust besides the public web roots (for receivers
+    /// with a private or self-signed CA).
+    #[arg(long, env = "WEBHOOK_RELAY_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+
+    /// User-Agent header sent with every delivery.
+    #[arg(
+        long,
+        env = "WEBHOOK_RELAY_USER_AGENT",
+        default_value = "Kit-Webhooks/1.0"
+    )]
+    pub user_agent: String,
+
+    /// On SIGINT/SIGTERM, how long requests already on the wire may take to finish; whatever
+    /// has not started is handed back to the queue at once.
+    #[arg(long, env = "WEBHOOK_RELAY_SHUTDOWN_GRACE", default_value = "15s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 /// Where the health server listens, if anywhere.
@@ -79,6 +120,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// Checks that involve more than one flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.lease < self.request_timeout + Duration::from_secs(5) {
+            return Err(format!(
+                "--lease ({:?}) must be at least 5s longer than --request-timeout ({:?}), or another relay could send a delivery that is still in flight",
+                self.lease, self.request_timeout
+            ));
+        }
+        if self.request_timeout.is_zero() || self.poll_interval.is_zero() {
+            return Err("--request-timeout and --poll-interval must be greater than zero".into());
+        }
+        Ok(())
+    }
+
     pub fn relay_id(&self) -> String {
         self.relay_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

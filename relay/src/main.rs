@@ -4,18 +4,31 @@
 //! health server. A shutdown signal stops them in that order and the process exits 0.
 
 mod config;
+mod db;
+mod deliver;
+mod dispatcher;
 mod health;
+mod http;
+mod limits;
+mod recorder;
 mod shutdown;
+mod sign;
 mod state;
 mod wakeup;
 
+use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = config::Config::parse();
+    if let Err(problem) = config.validate() {
+        eprintln!("webhook-relay: {problem}");
+        return std::process::ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEBHOOK_RELAY_LOG")
@@ -37,12 +50,18 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let state = Arc::new(state::RelayState::default());
     let wake = Arc::new(Notify::new());
     let relay_id = config.relay_id();
+    let http = http::HttpClient::new(
+        config.ca_file.as_deref(),
+        config.request_timeout,
+        config.max_in_flight_per_endpoint as usize,
+    )
+    .context("setting up the HTTPS client")?;
 
     if let Some(addr) = config.health_addr.0 {
         let bound = health::serve(addr, state.clone(), shutdown.clone()).await?;
         tracing::info!(%bound, "health server listening");
     }
-    tracing::info!(%relay_id, "relay starting");
+    tracing::info!(%relay_id, concurrency = config.concurrency, batch_size = config.batch_size, lease = ?config.lease, "relay starting");
 
     let listener = tokio::spawn(wakeup::listen_forever(
         config.database_url.clone(),
@@ -51,17 +70,71 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         state.clone(),
         shutdown.clone(),
     ));
+    let db = Arc::new(db::Database::new(config.database_url.clone(), relay_id));
+    let (reports, received) = mpsc::channel(4 * config.concurrency as usize);
+    let recorder = tokio::spawn(recorder::run(
+        db.clone(),
+        state.clone(),
+        received,
+        shutdown.clone(),
+        config.shutdown_grace,
+    ));
+    let summary = tokio::spawn(log_summaries(state.clone(), shutdown.clone()));
 
-    let mut stop = shutdown.clone();
+    let dispatcher = dispatcher::Dispatcher {
+        db,
+        executor: Arc::new(deliver::Executor {
+            http,
+            user_agent: config.user_agent.clone(),
+        }),
+        limits: limits::EndpointLimits::default(),
+        state: state.clone(),
+        reports,
+        concurrency: config.concurrency,
+        batch_size: config.batch_size,
+        per_endpoint: config.max_in_flight_per_endpoint,
+        lease: config.lease,
+        poll_interval: config.poll_interval,
+        max_reconnect_delay: config.max_reconnect_delay,
+        shutdown_grace: config.shutdown_grace,
+    };
+    // Order matters: the dispatcher returns once its tasks are done and drops the last report
+    // sender, which lets the recorder write what is left and return.
+    dispatcher.run(wake, shutdown).await;
+    recorder.await?;
+    listener.await?;
+    summary.await?;
+    let [succeeded, unsuccessful_status, no_response, released] = state.counters.snapshot();
+    tracing::info!(
+        succeeded,
+        unsuccessful_status,
+        no_response,
+        released,
+        "relay stopped cleanly"
+    );
+    Ok(())
+}
+
+/// One info line for every ten seconds in which something happened; totals come at exit.
+async fn log_summaries(state: Arc<state::RelayState>, mut shutdown: shutdown::Shutdown) {
+    let mut last = [0u64; 4];
     loop {
         tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(config.poll_interval) => {}
-            _ = stop.requested() => break,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = shutdown.requested() => return,
         }
-        state.count_wakeup();
+        let now = state.counters.snapshot();
+        if now != last {
+            let [succeeded, unsuccessful_status, no_response, released] =
+                std::array::from_fn(|i| now[i] - last[i]);
+            tracing::info!(
+                succeeded,
+                unsuccessful_status,
+                no_response,
+                released,
+                "deliveries in the last 10s"
+            );
+            last = now;
+        }
     }
-    listener.await?;
-    tracing::info!("relay stopped cleanly");
-    Ok(())
 }

@@ -5,10 +5,12 @@
 //! - [`relay::Relay`]: the real `webhook-relay` binary against that cluster.
 //! - [`receiver::Receiver`]: an HTTPS server on 127.0.0.1 with a certificate made at test time,
 //!   recording every request and answering as the test scripts it.
+//! - [`stage::Stage`]: all three wired together, with helpers for endpoints and deliveries.
 
 pub mod cluster;
 pub mod receiver;
 pub mod relay;
+pub mod stage;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,84 @@
+-- pg_webhooks: who may do what, and the catalog documentation. Loaded last, after every object exists.
+
+------------------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA webhooks TO PUBLIC, webhooks_admin, webhooks_relay, webhooks_reader;
+
+-- Applications emit events; nothing else.
+GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb) TO PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    webhooks.set_setting(text, text),
+    webhooks.list_event_types(),
+    webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval),
+    webhooks.update_endpoint(bigint, jsonb),
+    webhooks.pause_endpoint(bigint),
+    webhooks.resume_endpoint(bigint),
+    webhooks.disable_endpoint(bigint, text),
+    webhooks.rotate_secret(bigint, text),
+    webhooks.delete_endpoint(bigint),
+    webhooks.send_test_ping(bigint),
+    webhooks.replay(bigint, timestamptz, timestamptz, text[]),
+    webhooks.redeliver(bigint),
+    webhooks.retry_now(bigint),
+    webhooks.iso8601(timestamptz),
+    webhooks.generate_secret(),
+    webhooks.check_endpoint_url(text, boolean)
+TO webhooks_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
+
+GRANT EXECUTE ON FUNCTION webhooks.list_event_types(), webhooks.iso8601(timestamptz) TO webhooks_reader;
+GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries,
+                webhooks.attempts, webhooks.endpoint_history, webhooks.subscriptions,
+                webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
+TO webhooks_reader;
+
+GRANT EXECUTE ON FUNCTION
+    webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]),
+    webhooks.record_attempts(text, jsonb),
+    webhooks.release_deliveries(text, bigint[], double precision[]),
+    webhooks.disable_endpoint(bigint, text),
+    webhooks.iso8601(timestamptz)
+TO webhooks_relay;
+
+-- The delivery rules are pure functions; anyone who can read the log may evaluate them.
+GRANT EXECUTE ON FUNCTION webhooks.max_attempts(), webhooks.retry_delay(integer),
+                          webhooks.attempt_outcome(integer, boolean, integer)
+TO webhooks_admin, webhooks_reader, webhooks_relay;
+GRANT SELECT ON webhooks.endpoints, webhooks.events, webhooks.settings TO webhooks_relay;
+
+------------------------------------------------------------------------------------------
+-- Documentation in the catalog (\df+ and \dv+ show it)
+------------------------------------------------------------------------------------------
+
+COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide switch (allow_http, outreach_addon). Admin only.';
+COMMENT ON FUNCTION webhooks.list_event_types() IS 'Every event type with its category, description, required add-on and whether it is available now.';
+COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval) IS 'Create an endpoint subscribed to event types and/or categories (''application.*''). Returns its id and signing secret. backfill_since queues past events from the log.';
+COMMENT ON FUNCTION webhooks.update_endpoint(bigint, jsonb) IS 'Change url, name, description, events, rate_limit or failure_window: keys present in the JSON object are changed, others kept.';
+COMMENT ON FUNCTION webhooks.pause_endpoint(bigint) IS 'Stop deliveries. Events that fire while paused are not queued; already queued deliveries wait for resume.';
+COMMENT ON FUNCTION webhooks.resume_endpoint(bigint) IS 'Re-enable a paused or disabled endpoint and reset its failure counter.';
+COMMENT ON FUNCTION webhooks.disable_endpoint(bigint, text) IS 'Disable an endpoint, recording why. The relay calls it on 410 Gone and on too many failures.';
+COMMENT ON FUNCTION webhooks.rotate_secret(bigint, text) IS 'Replace the signing secret (generated, or the one given). The old secret stops signing at once.';
+COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its deliveries and attempts. The event log and the endpoint history stay.';
+COMMENT ON FUNCTION webhooks.send_test_ping(bigint) IS 'Queue a test.ping event with data {} for this endpoint only. Returns the event id.';
+COMMENT ON FUNCTION webhooks.emit(text, jsonb) IS 'Log an event and queue one delivery per active subscribed endpoint, in the caller''s transaction. Returns the event id.';
+COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS 'Queue logged events of [since, until) to an endpoint again, optionally only some types. Returns how many were queued.';
+COMMENT ON FUNCTION webhooks.redeliver(bigint) IS 'Send one delivery again now, starting a fresh retry schedule.';
+COMMENT ON FUNCTION webhooks.iso8601(timestamptz) IS 'Format a timestamp as ISO 8601 UTC with whole seconds and Z, as in webhook payloads.';
+COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new 256-bit signing secret (whsec_ + 64 hex digits).';
+COMMENT ON FUNCTION webhooks.check_endpoint_url(text, boolean) IS 'Validate and normalise an endpoint URL; raises an error naming the problem.';
+COMMENT ON VIEW webhooks.endpoint_list IS 'Endpoints without their secrets.';
+COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status with pending, succeeded and failed (last 24 h) counts.';
+COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoint and attempts (request headers, response status, timing).';
+COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
+COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
+COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (other 4xx except 408/429, a refused target, or the last attempt) or retry (3xx, 408, 429, 5xx, timeouts, network and TLS errors).';
+COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
+COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures.';
+COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give leased deliveries back unattempted, due again after delay_ms.';
+COMMENT ON FUNCTION webhooks.retry_now(bigint) IS 'Make waiting retries (of one endpoint, or all when NULL) due now. Returns how many.';

@@ -1,0 +1,223 @@
+-- pg_webhooks: the relay's side of the queue. A relay claims due deliveries under a lease,
+-- sends them, and reports every attempt back here; the delivery rules (what is retried, when,
+-- and when an endpoint is disabled) live in this file so that a DBA can read them with \sf.
+
+------------------------------------------------------------------------------------------
+-- Delivery rules
+------------------------------------------------------------------------------------------
+
+-- Attempts in all: the first at once, then the six retries of retry_delay().
+CREATE FUNCTION webhooks.max_attempts() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN 7;
+
+-- How long to wait after failed attempt n before attempt n + 1; NULL once attempts run out.
+CREATE FUNCTION webhooks.retry_delay(failed_attempt integer) RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
+    SELECT (ARRAY[interval '1 minute', interval '5 minutes', interval '30 minutes',
+                  interval '2 hours', interval '8 hours', interval '16 hours'])[failed_attempt]
+$$;
+
+-- What one attempt means for its delivery: 'succeeded', 'retry' or 'failed'.
+--   2xx                              succeeded
+--   refused by the relay (permanent) failed (a URL it will not contact: retrying cannot help)
+--   4xx other than 408 and 429       failed (410 Gone also disables the endpoint)
+--   anything else (3xx, 408, 429, 5xx, timeout, network or TLS error)
+--                                    retry, until max_attempts() is reached
+CREATE FUNCTION webhooks.attempt_outcome(response_status integer, permanent boolean,
+                                         attempt_number integer) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, webhooks AS $$
+    SELECT CASE
+        WHEN response_status BETWEEN 200 AND 299 THEN 'succeeded'
+        WHEN coalesce(permanent, false) THEN 'failed'
+        WHEN response_status BETWEEN 400 AND 499 AND response_status NOT IN (408, 429) THEN 'failed'
+        WHEN attempt_number >= webhooks.max_attempts() THEN 'failed'
+        ELSE 'retry'
+    END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Claim
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION webhooks.claim_deliveries(
+    relay_id          text,
+    max_deliveries    integer,
+    lease             interval,
+    per_endpoint      integer DEFAULT 64,
+    busy_endpoints    bigint[] DEFAULT '{}',
+    busy_in_flight    integer[] DEFAULT '{}'
+) RETURNS TABLE (delivery_id bigint, event_id bigint, endpoint_id bigint, attempt_number integer,
+                 event_type text, body text, url text, secret text, rate_limit integer,
+                 lease_expires_at timestamptz)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+    WITH claimed AS (
+        -- Visit the active endpoints in random order (fair across claims, and the scan can stop
+        -- as soon as max_deliveries rows are found) and take each one's oldest due deliveries:
+        --   * at most per_endpoint minus what this relay already has in flight there, and at
+        --     most one second's worth of its rate limit, so that one endpoint's backlog neither
+        --     fills the batch nor waits out its lease behind the rate limiter;
+        --   * FOR UPDATE SKIP LOCKED, so concurrent relays split the work instead of queueing
+        --     behind each other's row locks.
+        -- Paused and disabled endpoints are not visited: their deliveries wait for resume.
+        SELECT d.id
+          FROM (SELECT e.id, e.rate_limit FROM webhooks.endpoints e
+                 WHERE e.status = 'active' ORDER BY random()) e
+          LEFT JOIN unnest(busy_endpoints, busy_in_flight) AS busy(endpoint_id, in_flight)
+                 ON busy.endpoint_id = e.id
+          CROSS JOIN LATERAL (
+              SELECT d.id FROM webhooks.deliveries d
+               WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+               ORDER BY d.next_attempt_at
+               LIMIT greatest(least(per_endpoint - coalesce(busy.in_flight, 0),
+                                    coalesce(e.rate_limit, per_endpoint)), 0)
+               FOR UPDATE OF d SKIP LOCKED) d
+         LIMIT max_deliveries
+    ), leased AS (
+        -- The lease is a visibility timeout: the rows are not due again until it runs out, so
+        -- no other relay sends them meanwhile, and if this relay dies they come back by
+        -- themselves. record_attempts() or release_deliveries() ends the lease early.
+        UPDATE webhooks.deliveries d
+           SET next_attempt_at = now() + lease, leased_by = relay_id
+          FROM claimed
+         WHERE d.id = claimed.id
+        RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.next_attempt_at
+    )
+    -- The body is rendered here once, byte for byte what is signed and sent.
+    SELECT l.id, l.event_id, l.endpoint_id, l.attempts + 1, ev.event_type,
+           '{"event":' || to_json(ev.event_type)::text
+             || ',"created_at":"' || webhooks.iso8601(ev.created_at)
+             || '","data":' || ev.data::text || '}',
+           e.url, e.secret, e.rate_limit, l.next_attempt_at
+      FROM leased l
+      JOIN webhooks.events ev ON ev.id = l.event_id
+      JOIN webhooks.endpoints e ON e.id = l.endpoint_id
+$$;
+
+------------------------------------------------------------------------------------------
+-- Record and release
+------------------------------------------------------------------------------------------
+
+-- attempts: a JSON array with one object per attempt:
+--   {"delivery_id", "attempt_number", "started_at", "duration_ms", "request_headers",
+--    "response_status", "response_body", "error", "retry_after_seconds", "permanent"}
+CREATE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    recorded        integer;
+    gone_endpoints  bigint[];
+    retry_endpoints bigint[];
+    failing         record;
+BEGIN
+    IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
+        RAISE EXCEPTION 'attempts must be a JSON array, not %', coalesce(jsonb_typeof(attempts), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass [{"delivery_id": 1, "attempt_number": 1, ...}], one object per attempt.';
+    END IF;
+
+    WITH reported AS (
+        SELECT r.*, d.endpoint_id,
+               webhooks.attempt_outcome(r.response_status, r.permanent, r.attempt_number) AS outcome
+          FROM jsonb_to_recordset(attempts) AS r(
+                   delivery_id bigint, attempt_number integer, started_at timestamptz,
+                   duration_ms double precision, request_headers jsonb, response_status integer,
+                   response_body text, error text, retry_after_seconds double precision,
+                   permanent boolean)
+          -- A delivery deleted with its endpoint meanwhile has nothing left to record into.
+          JOIN webhooks.deliveries d ON d.id = r.delivery_id
+    ), logged AS (
+        INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at,
+                                       duration_ms, request_headers, response_status,
+                                       response_body, error, outcome, relay_id)
+        SELECT delivery_id, endpoint_id, attempt_number, started_at, duration_ms,
+               coalesce(request_headers, '{}'), response_status, response_body, error, outcome,
+               record_attempts.relay_id
+          FROM reported
+    ), moved AS (
+        -- A retry waits out the schedule, or longer if the receiver's Retry-After asked for
+        -- more (capped at a day, so that a silly header cannot park a delivery for ever).
+        UPDATE webhooks.deliveries d
+           SET status = CASE r.outcome WHEN 'retry' THEN 'pending' ELSE r.outcome END,
+               attempts = greatest(d.attempts, r.attempt_number),
+               next_attempt_at = CASE WHEN r.outcome = 'retry' THEN now() + greatest(
+                       webhooks.retry_delay(r.attempt_number),
+                       make_interval(secs => least(coalesce(r.retry_after_seconds, 0), 86400)))
+                   ELSE d.next_attempt_at END,
+               leased_by = NULL,
+               last_response_status = r.response_status,
+               last_error = r.error,
+               finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
+          FROM reported r
+         WHERE d.id = r.delivery_id AND d.status = 'pending'
+    )
+    SELECT count(*),
+           array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),
+           array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome <> 'succeeded')
+      INTO recorded, gone_endpoints, retry_endpoints
+      FROM reported;
+
+    -- 410 Gone: the receiver unsubscribes itself.
+    FOR failing IN
+        SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
+    LOOP
+        PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
+    END LOOP;
+
+    -- Too many failed attempts within the endpoint's window, counted since the last resume.
+    FOR failing IN
+        SELECT e.id, e.failure_threshold, e.failure_window, f.failed
+          FROM webhooks.endpoints e
+          CROSS JOIN LATERAL (
+              SELECT count(*) AS failed FROM webhooks.attempts a
+               WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
+                 AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) f
+         WHERE e.id = ANY (retry_endpoints) AND e.status = 'active'
+           AND f.failed >= e.failure_threshold
+    LOOP
+        PERFORM webhooks.disable_endpoint(failing.id,
+            format('%s failed delivery attempts within %s (threshold %s)',
+                   failing.failed, failing.failure_window, failing.failure_threshold));
+    END LOOP;
+
+    RETURN recorded;
+END
+$$;
+
+-- Hand leased deliveries back unattempted (shutdown, or a rate limit that would outlast the
+-- lease): they become due after delay_ms and no attempt is counted.
+CREATE FUNCTION webhooks.release_deliveries(relay_id text, delivery_ids bigint[],
+                                            delay_ms double precision[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+    WITH released AS (
+        UPDATE webhooks.deliveries d
+           SET next_attempt_at = now() + make_interval(secs => coalesce(x.delay_ms, 0) / 1000.0),
+               leased_by = NULL
+          FROM unnest(delivery_ids, delay_ms) AS x(delivery_id, delay_ms)
+         WHERE d.id = x.delivery_id AND d.status = 'pending'
+           AND d.leased_by = release_deliveries.relay_id
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM released
+$$;
+
+------------------------------------------------------------------------------------------
+-- Operator controls
+------------------------------------------------------------------------------------------
+
+-- Skip the wait: retries (of one endpoint, or all) become due now. For use after a receiver
+-- is fixed; the tests also use it to walk the retry schedule without waiting hours.
+CREATE FUNCTION webhooks.retry_now(endpoint_id bigint DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    moved integer;
+BEGIN
+    UPDATE webhooks.deliveries d SET next_attempt_at = now()
+     WHERE d.status = 'pending' AND d.leased_by IS NULL AND d.next_attempt_at > now()
+       AND (retry_now.endpoint_id IS NULL OR d.endpoint_id = retry_now.endpoint_id);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    IF moved > 0 THEN
+        PERFORM webhooks.wake_relay();
+    END IF;
+    RETURN moved;
+END
+$$;

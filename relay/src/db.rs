@@ -1,0 +1,188 @@
+//! The database driver: the three calls the relay makes (claim, record, release), over one
+//! pipelined connection that is re-established on demand after the database goes away.
+
+use anyhow::Context;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls, Statement};
+
+/// One delivery leased to this relay, ready to send.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: i64,
+    pub event_id: i64,
+    pub endpoint_id: i64,
+    pub attempt_number: i32,
+    pub event_type: String,
+    /// Rendered once by the database; these exact bytes are signed and sent.
+    pub body: String,
+    pub url: String,
+    pub secret: String,
+    pub rate_limit: Option<i32>,
+    pub lease_expires_at: SystemTime,
+}
+
+/// One attempt as `webhooks.record_attempts` takes it.
+#[derive(Debug, Serialize)]
+pub struct AttemptReport {
+    pub delivery_id: i64,
+    pub attempt_number: i32,
+    /// RFC 3339.
+    pub started_at: String,
+    pub duration_ms: f64,
+    pub request_headers: serde_json::Map<String, serde_json::Value>,
+    pub response_status: Option<u16>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub retry_after_seconds: Option<f64>,
+    pub permanent: bool,
+}
+
+/// A delivery handed back unattempted, due again after `delay`.
+#[derive(Debug, Clone, Copy)]
+pub struct Release {
+    pub delivery_id: i64,
+    pub delay: Duration,
+}
+
+/// A connection with the relay's statements prepared on it.
+struct Session {
+    client: Client,
+    claim: Statement,
+    record: Statement,
+    release: Statement,
+}
+
+pub struct Database {
+    url: String,
+    relay_id: String,
+    session: Mutex<Option<Arc<Session>>>,
+}
+
+impl Database {
+    pub fn new(url: String, relay_id: String) -> Self {
+        Database {
+            url,
+            relay_id,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// The open session, or a new one if there is none or the last one broke.
+    async fn session(&self) -> anyhow::Result<Arc<Session>> {
+        let mut current = self.session.lock().await;
+        if let Some(session) = current.as_ref() {
+            if !session.client.is_closed() {
+                return Ok(session.clone());
+            }
+        }
+        *current = None;
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .context("connecting to PostgreSQL")?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "delivery connection to PostgreSQL lost");
+            }
+        });
+        let prepare = |sql: &'static str| {
+            let client = &client;
+            async move {
+                client
+                    .prepare(sql)
+                    .await
+                    .with_context(|| format!("preparing {sql} (is pg_webhooks installed, and does this role have webhooks_relay?)"))
+            }
+        };
+        let session = Arc::new(Session {
+            claim: prepare(
+                "SELECT * FROM webhooks.claim_deliveries($1, $2, make_interval(secs => $3), $4, $5, $6)",
+            )
+            .await?,
+            record: prepare("SELECT webhooks.record_attempts($1, $2::text::jsonb)").await?,
+            release: prepare("SELECT webhooks.release_deliveries($1, $2, $3)").await?,
+            client,
+        });
+        *current = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Lease up to `max` due deliveries. `busy` lists (endpoint, deliveries this relay still
+    /// has in flight there) so that no endpoint gets more than `per_endpoint` at once.
+    pub async fn claim(
+        &self,
+        max: u32,
+        lease: Duration,
+        per_endpoint: u32,
+        busy: &[(i64, i32)],
+    ) -> anyhow::Result<Vec<Claimed>> {
+        let session = self.session().await?;
+        let (busy_endpoints, busy_counts): (Vec<i64>, Vec<i32>) = busy.iter().copied().unzip();
+        let rows = session
+            .client
+            .query(
+                &session.claim,
+                &[
+                    &self.relay_id,
+                    &(max as i32),
+                    &lease.as_secs_f64(),
+                    &(per_endpoint as i32),
+                    &busy_endpoints,
+                    &busy_counts,
+                ],
+            )
+            .await
+            .context("claiming deliveries")?;
+        Ok(rows
+            .into_iter()
+            .map(|row| Claimed {
+                delivery_id: row.get("delivery_id"),
+                event_id: row.get("event_id"),
+                endpoint_id: row.get("endpoint_id"),
+                attempt_number: row.get("attempt_number"),
+                event_type: row.get("event_type"),
+                body: row.get("body"),
+                url: row.get("url"),
+                secret: row.get("secret"),
+                rate_limit: row.get("rate_limit"),
+                lease_expires_at: row.get("lease_expires_at"),
+            })
+            .collect())
+    }
+
+    /// Log attempts and let the database move their deliveries on (one round trip).
+    pub async fn record(&self, attempts: &[AttemptReport]) -> anyhow::Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_string(attempts).context("encoding attempts")?;
+        let session = self.session().await?;
+        session
+            .client
+            .query_one(&session.record, &[&self.relay_id, &json])
+            .await
+            .context("recording attempts")?;
+        Ok(())
+    }
+
+    /// Hand deliveries back unattempted.
+    pub async fn release(&self, releases: &[Release]) -> anyhow::Result<()> {
+        if releases.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = releases.iter().map(|r| r.delivery_id).collect();
+        let delays: Vec<f64> = releases
+            .iter()
+            .map(|r| r.delay.as_secs_f64() * 1000.0)
+            .collect();
+        let session = self.session().await?;
+        session
+            .client
+            .query_one(&session.release, &[&self.relay_id, &ids, &delays])
+            .await
+            .context("releasing deliveries")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! The producer: claims due deliveries when woken (notification, poll, or room freed while a
+//! backlog remains) and starts one executor task per delivery, within the concurrency limit.
+
+use crate::db::Database;
+use crate::deliver::{Executor, Report};
+use crate::limits::EndpointLimits;
+use crate::shutdown::Shutdown;
+use crate::state::RelayState;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+
+pub struct Dispatcher {
+    pub db: Arc<Database>,
+    pub executor: Arc<Executor>,
+    pub limits: EndpointLimits,
+    pub state: Arc<RelayState>,
+    pub reports: mpsc::Sender<Report>,
+    pub concurrency: u32,
+    pub batch_size: u32,
+    pub per_endpoint: u32,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub max_reconnect_delay: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// Deliveries in flight, by task, so that whatever is cut off at shutdown can be handed back.
+struct InFlight {
+    tasks: JoinSet<()>,
+    deliveries: HashMap<tokio::task::Id, i64>,
+}
+
+impl InFlight {
+    fn forget(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match done {
+            Ok((id, ())) => id,
+            Err(e) => {
+                if e.is_panic() {
+                    tracing::error!(error = %e, "a delivery task panicked; its lease will bring the delivery back");
+                }
+                e.id()
+            }
+        };
+        self.deliveries.remove(&id);
+    }
+}
+
+impl Dispatcher {
+    pub async fn run(self, wake: Arc<Notify>, mut shutdown: Shutdown) {
+        let mut in_flight = InFlight {
+            tasks: JoinSet::new(),
+            deliveries: HashMap::new(),
+        };
+        let mut retry_delay = Duration::from_millis(100);
+        while !shutdown.is_requested() {
+            let backlog = match self.claim_while_due(&mut in_flight, &shutdown).await {
+                Ok(more) => {
+                    retry_delay = Duration::from_millis(100);
+                    more
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?retry_delay, "claiming failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry_delay) => {}
+                        _ = shutdown.requested() => break,
+                    }
+                    retry_delay = (retry_delay * 2).min(self.max_reconnect_delay);
+                    continue;
+                }
+            };
+            // Sleep until there is a reason to claim again. A finished task is one only while
+            // a backlog remains and enough room has opened up to make a claim worthwhile.
+            loop {
+                tokio::select! {
+                    _ = wake.notified() => break,
+                    _ = tokio::time::sleep(self.poll_interval) => break,
+                    _ = shutdown.requested() => break,
+                    Some(done) = in_flight.tasks.join_next_with_id() => {
+                        in_flight.forget(done);
+                        if backlog && self.room(&in_flight) >= self.worthwhile_claim() {
+                            break;
+                        }
+                    }
+                }
+            }
+            self.state.count_wakeup();
+        }
+        self.drain(in_flight).await;
+    }
+
+    /// Claim batches until the queue has no more due work or there is no room left.
+    /// Returns whether work may remain (the last claim was cut short by room, not by supply).
+    async fn claim_while_due(
+        &self,
+        in_flight: &mut InFlight,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<bool> {
+        loop {
+            let room = self.room(in_flight).min(self.batch_size as usize);
+            if room == 0 {
+                return Ok(true);
+            }
+            let claimed = self
+                .db
+                .claim(
+                    room as u32,
+                    self.lease,
+                    self.per_endpoint,
+                    &self.limits.busy(),
+                )
+                .await?;
+            let full = claimed.len() == room;
+            for job in claimed {
+                let gate = self.limits.hold(job.endpoint_id, job.rate_limit);
+                let delivery_id = job.delivery_id;
+                let executor = self.executor.clone();
+                let reports = self.reports.clone();
+                let shutdown = shutdown.clone();
+                let handle = in_flight.tasks.spawn(async move {
+                    let report = executor.deliver(job, gate, shutdown).await;
+                    // The recorder outlives every task, so the send cannot fail.
+                    let _ = reports.send(report).await;
+                });
+                in_flight.deliveries.insert(handle.id(), delivery_id);
+            }
+            if !full {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn room(&self, in_flight: &InFlight) -> usize {
+        (self.concurrency as usize).saturating_sub(in_flight.tasks.len())
+    }
+
+    /// Claims smaller than this wait for more room, so that a busy relay makes few, large
+    /// round trips instead of one per finished delivery.
+    fn worthwhile_claim(&self) -> usize {
+        (self.concurrency.min(self.batch_size) as usize / 4).max(1)
+    }
+
+    /// Shutdown: tasks that have not started sending hand their delivery back at once; those on
+    /// the wire get the grace period, after which they are cut off and handed back too.
+    async fn drain(&self, mut in_flight: InFlight) {
+        let waiting = in_flight.tasks.len();
+        if waiting > 0 {
+            tracing::info!(
+                in_flight = waiting,
+                "waiting for deliveries in flight to finish"
+            );
+        }
+        let deadline = tokio::time::sleep(self.shutdown_grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                done = in_flight.tasks.join_next_with_id() => match done {
+                    Some(done) => in_flight.forget(done),
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    in_flight.tasks.abort_all();
+                    let cut_off: Vec<_> = in_flight.deliveries.values().map(|&delivery_id| {
+                        crate::db::Release { delivery_id, delay: Duration::ZERO }
+                    }).collect();
+                    tracing::warn!(cut_off = cut_off.len(), "grace period over; handing unfinished deliveries back");
+                    for release in cut_off {
+                        let _ = self.reports.send(Report::Released(release)).await;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The HTTPS client: one pooled keep-alive client for every endpoint, redirects never
+//! followed, the whole exchange under one timeout, and only the first bytes of a response kept.
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Response bytes kept in the attempt log.
+pub const KEPT_BODY_BYTES: usize = 1024;
+/// Response bytes read (and thrown away) so the connection can be reused; past this the
+/// connection is dropped instead, so a huge response costs no memory and little time.
+const DRAINED_BODY_BYTES: usize = 64 * 1024;
+/// Longest Retry-After the relay will honour.
+const MAX_RETRY_AFTER: f64 = 86_400.0;
+
+/// What came back from one POST. `status` is None when no response arrived (`error` says why).
+#[derive(Debug, Default)]
+pub struct Exchange {
+    pub status: Option<u16>,
+    pub body_prefix: Option<String>,
+    pub retry_after_seconds: Option<f64>,
+    pub error: Option<String>,
+    /// Retrying cannot help (the URL itself is unusable).
+    pub permanent: bool,
+}
+
+impl Exchange {
+    fn failed(error: String, permanent: bool) -> Self {
+        Exchange {
+            error: Some(error),
+            permanent,
+            ..Default::default()
+        }
+    }
+}
+
+pub type Headers = Vec<(&'static str, String)>;
+
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// A client trusting the public web roots plus the certificates in `extra_ca_file`.
+    pub fn new(
+        extra_ca_file: Option<&Path>,
+        timeout: Duration,
+        pool_per_host: usize,
+    ) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = extra_ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading CA file {}", path.display()))?;
+            let mut added = 0;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.with_context(|| format!("parsing CA file {}", path.display()))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("adding a CA from {}", path.display()))?;
+                added += 1;
+            }
+            anyhow::ensure!(
+                added > 0,
+                "CA file {} holds no PEM certificates",
+                path.display()
+            );
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("configuring TLS")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            // Plain http only reaches here when an admin enabled the allow_http setting.
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(pool_per_host)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(https);
+        Ok(HttpClient { client, timeout })
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// POST `body` with `headers`; never follows a redirect, never fails: every problem is
+    /// described in the returned Exchange.
+    pub async fn post(&self, url: &str, headers: &Headers, body: Bytes) -> Exchange {
+        let uri: Uri = match url.parse() {
+            Ok(uri) => uri,
+            Err(e) => return Exchange::failed(format!("invalid endpoint URL: {e}"), true),
+        };
+        let mut request = Request::builder().method(Method::POST).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = match request.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => return Exchange::failed(format!("could not build the request: {e}"), true),
+        };
+        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+            Ok(exchange) => exchange,
+            Err(_) => Exchange::failed(
+                format!(
+                    "timeout: no complete response within {}s",
+                    self.timeout.as_secs_f64()
+                ),
+                false,
+            ),
+        }
+    }
+
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Exchange {
+        let response = match self.client.request(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                let what = if e.is_connect() {
+                    "could not connect"
+                } else {
+                    "request failed"
+                };
+                return Exchange::failed(format!("{what}: {}", error_chain(&e)), false);
+            }
+        };
+        let status = response.status();
+        let retry_after_seconds = match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(parse_retry_after),
+            _ => None,
+        };
+        let (body_prefix, body_error) = read_capped(response.into_body()).await;
+        Exchange {
+            status: Some(status.as_u16()),
+            body_prefix: Some(body_prefix),
+            retry_after_seconds,
+            // The status arrived, so the outcome stands; a body cut short is only noted.
+            error: body_error.map(|e| format!("response body incomplete: {e}")),
+            permanent: false,
+        }
+    }
+}
+
+/// Keep the first KEPT_BODY_BYTES of the body, read on up to DRAINED_BODY_BYTES, then stop.
+async fn read_capped(mut body: hyper::body::Incoming) -> (String, Option<String>) {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while seen < DRAINED_BODY_BYTES {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => return (printable(&kept), Some(error_chain(&e))),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = KEPT_BODY_BYTES.saturating_sub(kept.len());
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                    seen += data.len();
+                }
+            }
+        }
+    }
+    (printable(&kept), None)
+}
+
+/// Text that PostgreSQL accepts: lossy UTF-8 without NUL bytes.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
+/// Retry-After as seconds from now: delta-seconds or an HTTP date, capped at a day.
+fn parse_retry_after(value: &HeaderValue) -> Option<f64> {
+    let text = value.to_str().ok()?.trim();
+    let seconds = match text.parse::<u64>() {
+        Ok(s) => s as f64,
+        Err(_) => {
+            let at = httpdate::parse_http_date(text).ok()?;
+            at.duration_since(SystemTime::now())
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        }
+    };
+    Some(seconds.min(MAX_RETRY_AFTER))
+}
+
+/// "outer: inner: innermost", so that a TLS or DNS failure names its cause.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("120")),
+            Some(120.0)
+        );
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("99999999")),
+            Some(MAX_RETRY_AFTER)
+        );
+        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(300));
+        let parsed = parse_retry_after(&HeaderValue::from_str(&soon).unwrap()).unwrap();
+        assert!((290.0..=300.0).contains(&parsed), "{parsed}");
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(0.0)
+        );
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("soon-ish")),
+            None
+        );
+    }
+
+    #[test]
+    fn kept_text_has_no_nul_bytes() {
+        assert_eq!(printable(b"a\0b"), "a\u{FFFD}b");
+    }
+}

@@ -1,0 +1,93 @@
+//! The recorder: collects what became of each delivery and writes it to the database in
+//! batches, one round trip for many attempts. A failed write is retried, never dropped, until
+//! shutdown's deadline (after which the leases bring the deliveries back: at-least-once).
+
+use crate::db::{AttemptReport, Database, Release};
+use crate::deliver::Report;
+use crate::state::RelayState;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Most reports written per round trip.
+const BATCH: usize = 1000;
+/// Times the server may reject one batch (as opposed to being unreachable) before it is dropped.
+const MAX_REFUSALS: usize = 3;
+
+/// Write reports until every sender is gone, then return. `give_up_after` bounds how long a
+/// write may keep failing once the relay is shutting down.
+pub async fn run(
+    db: Arc<Database>,
+    state: Arc<RelayState>,
+    mut reports: mpsc::Receiver<Report>,
+    shutdown: crate::shutdown::Shutdown,
+    give_up_after: Duration,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while reports.recv_many(&mut batch, BATCH).await > 0 {
+        let mut attempts: Vec<AttemptReport> = Vec::new();
+        let mut releases: Vec<Release> = Vec::new();
+        for report in batch.drain(..) {
+            match report {
+                Report::Attempted(a) => attempts.push(a),
+                Report::Released(r) => releases.push(r),
+            }
+        }
+        let recorded = persist(&shutdown, give_up_after, "attempts", || {
+            db.record(&attempts)
+        })
+        .await;
+        if recorded {
+            state.count_attempts(&attempts);
+        }
+        if persist(&shutdown, give_up_after, "releases", || {
+            db.release(&releases)
+        })
+        .await
+        {
+            state.count_releases(releases.len());
+        }
+    }
+}
+
+/// Retry one write with backoff until it succeeds, or until shutdown has waited
+/// `give_up_after` for it. Returns whether it was written.
+async fn persist<F, Fut>(
+    shutdown: &crate::shutdown::Shutdown,
+    give_up_after: Duration,
+    what: &str,
+    write: F,
+) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut refusals = 0;
+    loop {
+        let error = match write().await {
+            Ok(()) => return true,
+            Err(e) => {
+                // The server answered with an error: retrying the same batch cannot help for long.
+                let refused = e
+                    .downcast_ref::<tokio_postgres::Error>()
+                    .is_some_and(|pg| pg.as_db_error().is_some());
+                refusals += usize::from(refused);
+                format!("{e:#}")
+            }
+        };
+        if refusals >= MAX_REFUSALS {
+            tracing::error!(%error, what, "the database refused this batch repeatedly; dropping it, its deliveries come back when their leases run out");
+            return false;
+        }
+        let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+        if shutdown.is_requested() && since.elapsed() >= give_up_after {
+            tracing::error!(%error, what, "could not write before shutdown; the deliveries come back when their leases run out");
+            return false;
+        }
+        tracing::warn!(%error, what, retry_in = ?delay, "writing to the database failed; will retry");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
