@@ -10,6 +10,9 @@ const APT_PACKAGES: &[&str] = &[
     "libclang-dev",
     "clang",
     "sudo",
+    // The receiver snippets in docs/relay.md are run by the tests.
+    "python3",
+    "nodejs",
 ];
 const PGRX_VERSION: &str = "0.18.0";
 pub const PG_CONFIG: &str = "/usr/bin/pg_config";
