@@ -98,6 +98,18 @@ impl Stage {
         Ok(row.get(0))
     }
 
+    /// Emit `n` events of one type in a single transaction, data `{"id": 1..n}`.
+    pub async fn emit_many(&self, event_type: &str, n: i32) -> Result<()> {
+        self.db
+            .execute(
+                "SELECT webhooks.emit($1, jsonb_build_object('id', g)) FROM generate_series(1, $2) g",
+                &[&event_type, &n],
+            )
+            .await
+            .context("emit_many")?;
+        Ok(())
+    }
+
     pub async fn scalar<T>(&self, sql: &str) -> Result<T>
     where
         T: for<'a> tokio_postgres::types::FromSql<'a>,

@@ -219,14 +219,7 @@ async fn a_rate_limited_endpoint_never_exceeds_its_rate_and_does_not_hold_up_oth
         .await
         .unwrap();
     let _relay = stage.relay(&[]).await.unwrap();
-    stage
-        .db
-        .batch_execute(
-            "SELECT webhooks.emit('job_posting.published', jsonb_build_object('id', g))
-               FROM generate_series(1, 15) g",
-        )
-        .await
-        .unwrap();
+    stage.emit_many("job_posting.published", 15).await.unwrap();
 
     let started = Instant::now();
     stage.receiver.wait_for(30, WAIT).await;

@@ -47,14 +47,7 @@ async fn two_relays_on_one_database_send_each_delivery_once() {
         .relay(&[&small[..], &["--relay-id", "relay-b"]].concat())
         .await
         .unwrap();
-    stage
-        .db
-        .batch_execute(
-            "SELECT webhooks.emit('application.submitted', jsonb_build_object('id', g))
-               FROM generate_series(1, 300) g",
-        )
-        .await
-        .unwrap();
+    stage.emit_many("application.submitted", 300).await.unwrap();
 
     stage.receiver.wait_for(300, WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -128,14 +121,7 @@ async fn sigterm_finishes_requests_on_the_wire_hands_back_the_rest_and_exits_zer
         .unwrap();
     stage.receiver.wait_for(1, WAIT).await;
     // Three for an endpoint allowed one request a second: two of them wait on the limiter.
-    stage
-        .db
-        .batch_execute(
-            "SELECT webhooks.emit('interview.completed', jsonb_build_object('id', g))
-               FROM generate_series(1, 3) g",
-        )
-        .await
-        .unwrap();
+    stage.emit_many("interview.completed", 3).await.unwrap();
     stage.receiver.wait_for(2, WAIT).await;
 
     let asked = Instant::now();
