@@ -26,6 +26,9 @@ GRANT EXECUTE ON FUNCTION
     webhooks.replay(bigint, timestamptz, timestamptz, text[]),
     webhooks.redeliver(bigint),
     webhooks.retry_now(bigint),
+    webhooks.track(regclass, text, regclass, regclass),
+    webhooks.untrack(regclass, boolean),
+    webhooks.track_ats(text),
     webhooks.iso8601(timestamptz),
     webhooks.generate_secret(),
     webhooks.check_endpoint_url(text, boolean)
@@ -33,6 +36,7 @@ TO webhooks_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 
 GRANT EXECUTE ON FUNCTION webhooks.list_event_types(), webhooks.iso8601(timestamptz) TO webhooks_reader;
+GRANT SELECT ON webhooks.tracked_tables, webhooks.table_kinds TO webhooks_reader;
 GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries,
                 webhooks.attempts, webhooks.endpoint_history, webhooks.subscriptions,
                 webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
@@ -82,3 +86,9 @@ COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, 
 COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures.';
 COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give leased deliveries back unattempted, due again after delay_ms.';
 COMMENT ON FUNCTION webhooks.retry_now(bigint) IS 'Make waiting retries (of one endpoint, or all when NULL) due now. Returns how many.';
+COMMENT ON FUNCTION webhooks.track(regclass, text, regclass, regclass) IS 'Emit the documented events from changes to a table: checks its columns (naming any missing) and attaches a generated AFTER INSERT OR UPDATE trigger. kind defaults to the table name.';
+COMMENT ON FUNCTION webhooks.untrack(regclass, boolean) IS 'Stop tracking a table: drops its trigger and generated function.';
+COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table (sql/ats_schema.sql) found in a schema.';
+COMMENT ON FUNCTION webhooks.tracker_body(text, regclass, regclass) IS 'The generated trigger body for a kind of table (used by track; readable with SELECT webhooks.tracker_body(''applications'', ''ats.candidates'', ''ats.job_postings'')).';
+COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
+COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';

@@ -23,9 +23,14 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/relay.sql", name = "relay", requires = ["api"]);
 extension_sql_file!(
+    "../sql/tracking.sql",
+    name = "tracking",
+    requires = ["relay"]
+);
+extension_sql_file!(
     "../sql/privileges.sql",
     name = "privileges",
-    requires = ["relay"],
+    requires = ["tracking"],
     finalize
 );
 

@@ -7,6 +7,7 @@
 //!   recording every request and answering as the test scripts it.
 //! - [`stage::Stage`]: all three wired together, with helpers for endpoints and deliveries.
 
+pub mod ats;
 pub mod cluster;
 pub mod receiver;
 pub mod relay;

@@ -1,0 +1,177 @@
+//! webhooks.track(): what it checks, what it attaches, and the transaction rules of the events
+//! its triggers emit.
+
+use e2e::cluster::Cluster;
+
+async fn event_types(db: &tokio_postgres::Client) -> Vec<String> {
+    db.query("SELECT event_type FROM webhooks.events ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+const PEOPLE: &str =
+    "INSERT INTO ats.candidates (id, name, email) VALUES (7, 'Jane Smith', 'jane@example.com');
+    INSERT INTO ats.job_postings (id, title) VALUES (3, 'Senior Engineer');";
+
+#[tokio::test]
+async fn several_changes_in_one_update_emit_several_events_in_reference_order() {
+    let (_cluster, db) = e2e::ats::database().await.unwrap();
+    db.batch_execute(PEOPLE).await.unwrap();
+    db.batch_execute(
+        "INSERT INTO ats.applications (id, candidate_id, job_posting_id) VALUES (1, 7, 3);
+         UPDATE ats.applications
+            SET submitted_at = now(), offered = true, current_stage = 'Offer', rejected = true, withdrawn = true;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        event_types(&db).await,
+        [
+            "application.submitted",
+            "application.rejected",
+            "application.advanced",
+            "application.withdrawn",
+            "application.offer_extended"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_rolled_back_write_emits_nothing_and_an_unprivileged_writer_still_emits() {
+    let (cluster, db) = e2e::ats::database().await.unwrap();
+    db.batch_execute(PEOPLE).await.unwrap();
+    db.batch_execute(
+        "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*'])",
+    )
+    .await
+    .unwrap();
+    db.batch_execute(
+        "BEGIN;
+         INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at) VALUES (7, 3, now());
+         ROLLBACK;",
+    )
+    .await
+    .unwrap();
+    assert!(event_types(&db).await.is_empty());
+
+    // An application role with no rights in the webhooks schema at all, not even emit.
+    db.batch_execute(
+        "REVOKE EXECUTE ON FUNCTION webhooks.emit(text, jsonb) FROM PUBLIC;
+         REVOKE USAGE ON SCHEMA webhooks FROM PUBLIC;
+         CREATE ROLE ats_app LOGIN;
+         GRANT USAGE ON SCHEMA ats TO ats_app;
+         GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA ats TO ats_app;",
+    )
+    .await
+    .unwrap();
+    let app = cluster.connect_as("app", "ats_app").await.unwrap();
+    let refused = app
+        .batch_execute("SELECT webhooks.emit('application.submitted', '{}')")
+        .await;
+    assert!(refused.is_err(), "the role really has no webhooks rights");
+    app.batch_execute(
+        "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at) VALUES (7, 3, now())",
+    )
+    .await
+    .unwrap();
+    assert_eq!(event_types(&db).await, ["application.submitted"]);
+    let queued: i64 = db
+        .query_one("SELECT count(*) FROM webhooks.deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 1);
+}
+
+#[tokio::test]
+async fn tracking_a_table_without_the_needed_columns_names_every_missing_one() {
+    let (_cluster, db) = Cluster::with_app_database().await.unwrap();
+    db.batch_execute(
+        "CREATE TABLE public.people (id int PRIMARY KEY, name text, email text);
+         CREATE TABLE public.jobs (id int PRIMARY KEY, title text);
+         CREATE TABLE public.apps (id int PRIMARY KEY, candidate_id int, job_posting_id int, current_stage text);",
+    )
+    .await
+    .unwrap();
+    let error = db
+        .batch_execute("SELECT webhooks.track('public.apps', kind => 'applications', candidates => 'public.people', job_postings => 'public.jobs')")
+        .await
+        .unwrap_err();
+    let db_error = error.as_db_error().unwrap();
+    assert_eq!(
+        db_error.message(),
+        "table public.apps cannot be used as applications: missing column(s) submitted_at, rejected, withdrawn, offered"
+    );
+    assert!(db_error
+        .hint()
+        .unwrap()
+        .contains("current_stage, submitted_at"));
+
+    let unknown = db
+        .batch_execute("SELECT webhooks.track('public.jobs')")
+        .await
+        .unwrap_err();
+    assert!(unknown
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("cannot tell what kind of table"));
+}
+
+#[tokio::test]
+async fn a_users_own_tables_can_be_tracked_and_untracked() {
+    let (_cluster, db) = Cluster::with_app_database().await.unwrap();
+    db.batch_execute(
+        "CREATE SCHEMA hr;
+         CREATE TABLE hr.people (id int PRIMARY KEY, name text, email text, phone text);
+         CREATE TABLE hr.jobs (id int PRIMARY KEY, title text);
+         CREATE TABLE hr.apps (id int PRIMARY KEY, candidate_id int, job_posting_id int, current_stage text,
+                               submitted_at timestamptz, rejected bool DEFAULT false, withdrawn bool DEFAULT false,
+                               offered bool DEFAULT false, notes text);
+         INSERT INTO hr.people VALUES (1, 'Ann Lee', 'ann@example.com', '555');
+         INSERT INTO hr.jobs VALUES (2, 'Data Engineer');
+         SELECT webhooks.track('hr.apps', kind => 'applications', candidates => 'hr.people', job_postings => 'hr.jobs');
+         INSERT INTO hr.apps (id, candidate_id, job_posting_id, current_stage, submitted_at)
+         VALUES (5, 1, 2, 'Applied', '2025-03-01T12:00:00Z');",
+    )
+    .await
+    .unwrap();
+    let data: String = db
+        .query_one("SELECT data::text FROM webhooks.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        data["candidate"],
+        serde_json::json!({"id": 1, "name": "Ann Lee", "email": "ann@example.com"})
+    );
+    assert_eq!(
+        data["job_posting"],
+        serde_json::json!({"id": 2, "title": "Data Engineer"})
+    );
+    assert!(data.get("notes").is_none());
+
+    db.batch_execute(
+        "SELECT webhooks.untrack('hr.apps');
+         UPDATE hr.apps SET rejected = true;",
+    )
+    .await
+    .unwrap();
+    let (events, triggers, tracked): (i64, i64, i64) = {
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM webhooks.events),
+                        (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'hr.apps'::regclass),
+                        (SELECT count(*) FROM webhooks.tracked_tables)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!((events, triggers, tracked), (1, 0, 0));
+}
