@@ -127,10 +127,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks AS $$
     SELECT webhooks.check_endpoint_url(url, webhooks.setting_enabled('allow_http'))
 $$;
 
--- One notification per transaction is enough: NOTIFY folds identical ones together.
+-- Wake a sleeping relay at commit. Only while one sleeps (see webhooks.sleeping_relays): an
+-- awake relay polls, and a NOTIFY would serialise this transaction's commit with every other
+-- notifying commit in the cluster. NOTIFY folds identical notifications of one transaction.
 CREATE FUNCTION webhooks.wake_relay() RETURNS void
-LANGUAGE sql SET search_path = pg_catalog AS $$
-    SELECT pg_notify('webhooks_work', '')
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+BEGIN
+    IF EXISTS (SELECT FROM webhooks.sleeping_relays r WHERE r.since > now() - interval '5 minutes') THEN
+        PERFORM pg_notify('webhooks_work', '');
+    END IF;
+END
 $$;
 
 -- Queue deliveries of logged events to one endpoint; existing ones start a new round.

@@ -190,3 +190,14 @@ COMMENT ON TABLE webhooks.events IS 'Append-only event log, the source of truth.
 COMMENT ON TABLE webhooks.deliveries IS 'One row per (event, endpoint): the work the relay claims.';
 COMMENT ON TABLE webhooks.attempts IS 'One row per HTTP attempt, written by the relay.';
 COMMENT ON TABLE webhooks.endpoint_history IS 'Append-only record of every endpoint configuration change.';
+
+-- Relays that are asleep, waiting for a notification. A relay that has had no work for a
+-- moment registers here before it sleeps; emitters NOTIFY only while some relay is registered.
+-- An awake relay polls instead, so a busy write path never pays for NOTIFY (which serialises
+-- committing transactions). A sleeping relay refreshes `since` on every backstop poll, so
+-- rows a crashed relay left behind stop counting after a few minutes. Unlogged: it only
+-- describes the present.
+CREATE UNLOGGED TABLE webhooks.sleeping_relays (
+    relay_id text PRIMARY KEY,
+    since    timestamptz NOT NULL DEFAULT now()
+);

@@ -46,6 +46,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]),
     webhooks.record_attempts(text, jsonb),
     webhooks.release_deliveries(text, bigint[], double precision[]),
+    webhooks.set_relay_asleep(text, boolean),
     webhooks.disable_endpoint(bigint, text),
     webhooks.iso8601(timestamptz)
 TO webhooks_relay;
@@ -92,3 +93,4 @@ COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table
 COMMENT ON FUNCTION webhooks.tracker_body(text, regclass, regclass) IS 'The generated trigger body for a kind of table (used by track; readable with SELECT webhooks.tracker_body(''applications'', ''ats.candidates'', ''ats.job_postings'')).';
 COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
 COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
+COMMENT ON FUNCTION webhooks.set_relay_asleep(text, boolean) IS 'Relay only: register as asleep (emitters then NOTIFY at commit) or awake (it polls; no NOTIFY needed).';

@@ -200,6 +200,14 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
     SELECT count(*)::integer FROM released
 $$;
 
+-- A relay going to sleep (registers, or refreshes its registration) or waking up.
+CREATE FUNCTION webhooks.set_relay_asleep(relay_id text, asleep boolean) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+    DELETE FROM webhooks.sleeping_relays s WHERE s.relay_id = $1 AND NOT $2;
+    INSERT INTO webhooks.sleeping_relays (relay_id) SELECT $1 WHERE $2
+        ON CONFLICT ON CONSTRAINT sleeping_relays_pkey DO UPDATE SET since = now();
+$$;
+
 ------------------------------------------------------------------------------------------
 -- Operator controls
 ------------------------------------------------------------------------------------------

@@ -26,6 +26,16 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_RELAY_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
+    /// While there is traffic the relay stays awake and polls this often instead of relying on
+    /// notifications, so that busy writers need not NOTIFY at all.
+    #[arg(long, env = "WEBHOOK_RELAY_AWAKE_POLL_INTERVAL", default_value = "2ms", value_parser = parse_duration)]
+    pub awake_poll_interval: Duration,
+
+    /// How long the relay stays awake after its last delivery before it goes to sleep and asks
+    /// writers to notify it.
+    #[arg(long, env = "WEBHOOK_RELAY_STAY_AWAKE", default_value = "1s", value_parser = parse_duration)]
+    pub stay_awake: Duration,
+
     /// Longest wait between reconnection attempts when the database is unreachable.
     #[arg(long, env = "WEBHOOK_RELAY_MAX_RECONNECT_DELAY", default_value = "10s", value_parser = parse_duration)]
     pub max_reconnect_delay: Duration,
@@ -128,8 +138,14 @@ impl Config {
                 self.lease, self.request_timeout
             ));
         }
-        if self.request_timeout.is_zero() || self.poll_interval.is_zero() {
-            return Err("--request-timeout and --poll-interval must be greater than zero".into());
+        if self.request_timeout.is_zero()
+            || self.poll_interval.is_zero()
+            || self.awake_poll_interval.is_zero()
+        {
+            return Err(
+                "--request-timeout, --poll-interval and --awake-poll-interval must be greater than zero"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -53,6 +53,7 @@ struct Session {
     claim: Statement,
     record: Statement,
     release: Statement,
+    set_asleep: Statement,
 }
 
 pub struct Database {
@@ -103,6 +104,7 @@ impl Database {
             .await?,
             record: prepare("SELECT webhooks.record_attempts($1, $2::text::jsonb)").await?,
             release: prepare("SELECT webhooks.release_deliveries($1, $2, $3)").await?,
+            set_asleep: prepare("SELECT webhooks.set_relay_asleep($1, $2)").await?,
             client,
         });
         *current = Some(session.clone());
@@ -183,6 +185,17 @@ impl Database {
             .query_one(&session.release, &[&self.relay_id, &ids, &delays])
             .await
             .context("releasing deliveries")?;
+        Ok(())
+    }
+
+    /// Register this relay as asleep (emitters will NOTIFY) or awake (it polls).
+    pub async fn set_asleep(&self, asleep: bool) -> anyhow::Result<()> {
+        let session = self.session().await?;
+        session
+            .client
+            .query_one(&session.set_asleep, &[&self.relay_id, &asleep])
+            .await
+            .context("registering sleep state")?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use crate::shutdown::Shutdown;
 use crate::state::RelayState;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 
@@ -23,8 +23,21 @@ pub struct Dispatcher {
     pub per_endpoint: u32,
     pub lease: Duration,
     pub poll_interval: Duration,
+    pub awake_poll_interval: Duration,
+    pub stay_awake: Duration,
     pub max_reconnect_delay: Duration,
     pub shutdown_grace: Duration,
+}
+
+/// How often a sleeping relay refreshes its registration (emitters ignore registrations older
+/// than five minutes, which is how a crashed relay's registration expires).
+const SLEEP_HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// What one claiming round found.
+struct Round {
+    claimed: usize,
+    /// The last claim was cut short by room, not by supply: more work may be due.
+    backlog: bool,
 }
 
 /// Deliveries in flight, by task, so that whatever is cut off at shutdown can be handed back.
@@ -49,17 +62,23 @@ impl InFlight {
 }
 
 impl Dispatcher {
+    /// The dispatch loop. While there is traffic the relay is awake and polls every
+    /// `awake_poll_interval`; after `stay_awake` without work it registers as asleep, so that
+    /// emitters start to NOTIFY, and waits for a notification or the backstop poll.
     pub async fn run(self, wake: Arc<Notify>, mut shutdown: Shutdown) {
         let mut in_flight = InFlight {
             tasks: JoinSet::new(),
             deliveries: HashMap::new(),
         };
         let mut retry_delay = Duration::from_millis(100);
+        let mut last_work = Instant::now();
+        let mut asleep = false;
+        let mut registered = Instant::now();
         while !shutdown.is_requested() {
-            let backlog = match self.claim_while_due(&mut in_flight, &shutdown).await {
-                Ok(more) => {
+            let round = match self.claim_while_due(&mut in_flight, &shutdown).await {
+                Ok(round) => {
                     retry_delay = Duration::from_millis(100);
-                    more
+                    round
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), retry_in = ?retry_delay, "claiming failed");
@@ -71,37 +90,75 @@ impl Dispatcher {
                     continue;
                 }
             };
-            // Sleep until there is a reason to claim again. A finished task is one only while
-            // a backlog remains and enough room has opened up to make a claim worthwhile.
+            if round.claimed > 0 || !in_flight.tasks.is_empty() {
+                last_work = Instant::now();
+            }
+            let want_asleep = last_work.elapsed() >= self.stay_awake;
+            let heartbeat_due = asleep && registered.elapsed() >= SLEEP_HEARTBEAT;
+            if want_asleep != asleep || heartbeat_due {
+                match self.db.set_asleep(want_asleep).await {
+                    Ok(()) => {
+                        let fell_asleep = want_asleep && !asleep;
+                        asleep = want_asleep;
+                        registered = Instant::now();
+                        tracing::debug!(asleep, "sleep state registered");
+                        // A write that committed after the last claim but before the
+                        // registration sent no notification: look once more before sleeping.
+                        if fell_asleep {
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "could not register sleep state")
+                    }
+                }
+            }
+            let pause = if asleep {
+                self.poll_interval.min(SLEEP_HEARTBEAT)
+            } else {
+                self.awake_poll_interval
+            };
+            // Wait for a reason to claim again. A finished task is one only while a backlog
+            // remains and enough room has opened up to make a claim worthwhile.
             loop {
                 tokio::select! {
                     _ = wake.notified() => break,
-                    _ = tokio::time::sleep(self.poll_interval) => break,
+                    _ = tokio::time::sleep(pause) => break,
                     _ = shutdown.requested() => break,
                     Some(done) = in_flight.tasks.join_next_with_id() => {
                         in_flight.forget(done);
-                        if backlog && self.room(&in_flight) >= self.worthwhile_claim() {
+                        if round.backlog && self.room(&in_flight) >= self.worthwhile_claim() {
                             break;
                         }
                     }
                 }
             }
-            self.state.count_wakeup();
+            if asleep {
+                self.state.count_wakeup();
+            }
+        }
+        if asleep {
+            if let Err(e) = self.db.set_asleep(false).await {
+                tracing::warn!(error = %format!("{e:#}"), "could not deregister on shutdown");
+            }
         }
         self.drain(in_flight).await;
     }
 
     /// Claim batches until the queue has no more due work or there is no room left.
-    /// Returns whether work may remain (the last claim was cut short by room, not by supply).
     async fn claim_while_due(
         &self,
         in_flight: &mut InFlight,
         shutdown: &Shutdown,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Round> {
+        let mut claimed_total = 0;
         loop {
             let room = self.room(in_flight).min(self.batch_size as usize);
             if room == 0 {
-                return Ok(true);
+                return Ok(Round {
+                    claimed: claimed_total,
+                    backlog: true,
+                });
             }
             let claimed = self
                 .db
@@ -113,6 +170,7 @@ impl Dispatcher {
                 )
                 .await?;
             let full = claimed.len() == room;
+            claimed_total += claimed.len();
             for job in claimed {
                 let gate = self.limits.hold(job.endpoint_id, job.rate_limit);
                 let delivery_id = job.delivery_id;
@@ -127,7 +185,10 @@ impl Dispatcher {
                 in_flight.deliveries.insert(handle.id(), delivery_id);
             }
             if !full {
-                return Ok(false);
+                return Ok(Round {
+                    claimed: claimed_total,
+                    backlog: false,
+                });
             }
         }
     }

@@ -95,6 +95,8 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         per_endpoint: config.max_in_flight_per_endpoint,
         lease: config.lease,
         poll_interval: config.poll_interval,
+        awake_poll_interval: config.awake_poll_interval,
+        stay_awake: config.stay_awake,
         max_reconnect_delay: config.max_reconnect_delay,
         shutdown_grace: config.shutdown_grace,
     };

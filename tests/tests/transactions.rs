@@ -1,6 +1,6 @@
 //! `webhooks.emit` is part of the caller's transaction: a rollback leaves no event and no
-//! delivery and wakes nobody; a commit makes both visible and sends one notification, however
-//! many events the transaction emitted.
+//! delivery and wakes nobody; a commit makes both visible and, while a relay sleeps, sends one
+//! notification, however many events the transaction emitted (and none while relays are awake).
 
 use e2e::cluster::Cluster;
 use futures_util::StreamExt;
@@ -47,13 +47,30 @@ async fn an_event_exists_if_and_only_if_its_transaction_commits() {
         .await
         .unwrap();
     let (_listener, mut notifications) = listen(&cluster).await;
+    // No relay is asleep: an awake relay polls, so a commit sends no notification at all.
+    writer
+        .batch_execute("SELECT webhooks.emit('application.advanced', '{\"id\": 1}')")
+        .await
+        .unwrap();
+    let unasked = tokio::time::timeout(Duration::from_millis(300), notifications.recv()).await;
+    assert!(unasked.is_err(), "nobody sleeps, yet got {unasked:?}");
+    writer
+        .batch_execute("DELETE FROM webhooks.deliveries")
+        .await
+        .unwrap();
+    let before = count(&writer, "events").await;
+    // A relay registers as asleep, as webhook-relay does after a second without work.
+    writer
+        .batch_execute("SELECT webhooks.set_relay_asleep('relay-under-test', true)")
+        .await
+        .unwrap();
 
     let tx = writer.transaction().await.unwrap();
     tx.batch_execute("SELECT webhooks.emit('application.submitted', '{\"id\": 1}')")
         .await
         .unwrap();
     tx.rollback().await.unwrap();
-    assert_eq!(count(&writer, "events").await, 0);
+    assert_eq!(count(&writer, "events").await, before);
     assert_eq!(count(&writer, "deliveries").await, 0);
 
     let tx = writer.transaction().await.unwrap();
@@ -67,11 +84,11 @@ async fn an_event_exists_if_and_only_if_its_transaction_commits() {
     let other = cluster.connect("app").await.unwrap();
     assert_eq!(
         count(&other, "events").await,
-        0,
+        before,
         "not visible before commit"
     );
     tx.commit().await.unwrap();
-    assert_eq!(count(&other, "events").await, 3);
+    assert_eq!(count(&other, "events").await, before + 3);
     assert_eq!(count(&other, "deliveries").await, 3);
 
     let first = tokio::time::timeout(Duration::from_secs(5), notifications.recv()).await;
@@ -103,11 +120,21 @@ async fn the_relay_is_woken_by_a_commit_not_by_a_rollback() {
             .trim_end_matches(|c: char| !c.is_ascii_digit());
         n.parse::<u64>().unwrap()
     };
-    let before = e2e::eventually(Duration::from_secs(5), "initial wake-up", || async {
-        let n = wakeups().await;
-        (n >= 1).then_some(n)
-    })
+    // After a second without work the relay registers as asleep and waits for a notification.
+    e2e::eventually(
+        Duration::from_secs(10),
+        "the relay to go to sleep",
+        || async {
+            let asleep: i64 = writer
+                .query_one("SELECT count(*) FROM webhooks.sleeping_relays", &[])
+                .await
+                .ok()?
+                .get(0);
+            (asleep == 1).then_some(())
+        },
+    )
     .await;
+    let before = wakeups().await;
 
     let tx = writer.transaction().await.unwrap();
     tx.batch_execute("SELECT webhooks.emit('offer.accepted', '{}')")
