@@ -60,7 +60,7 @@ BEGIN
         RAISE EXCEPTION 'table % cannot be used as %: missing column(s) %', tbl, role,
                         array_to_string(missing, ', ')
             USING ERRCODE = 'undefined_column',
-                  HINT = format('A %s table needs the columns %s; docs/ats-events.md shows a reference schema (sql/ats_schema.sql).',
+                  HINT = format('As %s, a table needs the columns %s; docs/ats-events.md lists them and sql/ats_schema.sql is a reference schema.',
                                 role, array_to_string(columns, ', '));
     END IF;
 END
@@ -142,17 +142,32 @@ BEGIN
         payload := format('jsonb_build_object(''id'', NEW.id, ''campaign_id'', NEW.campaign_id, ''prospect_id'', NEW.prospect_id, ''step_number'', NEW.step_number, ''subject'', NEW.subject, ''status'', NEW.status, ''sent_at'', %s, ''approved_at'', %s, ''retry_count'', NEW.retry_count, ''last_error_code'', NEW.last_error_code)',
                           format(ts, 'sent_at'), format(ts, 'approved_at'));
     END CASE;
+    -- The same two inserts as webhooks.emit(), inlined: the trigger's event types are known to
+    -- be valid, and on the write path every function call counts.
     RETURN format($f$
 DECLARE
     fire       text[] := '{}';
     data       jsonb;
-    event_type text;
+    fired_type text;
+    logged_id  bigint;
+    queued     boolean := false;
 BEGIN%s
     IF cardinality(fire) > 0 THEN
         data := %s;
-        FOREACH event_type IN ARRAY fire LOOP
-            PERFORM webhooks.emit(event_type, data);
+        FOREACH fired_type IN ARRAY fire LOOP
+            INSERT INTO webhooks.events (event_type, data) VALUES (fired_type, data)
+            RETURNING id INTO logged_id;
+            INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+            SELECT logged_id, s.endpoint_id
+              FROM webhooks.subscriptions s
+              JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
+             WHERE s.event_type = fired_type;
+            queued := queued OR FOUND;
         END LOOP;
+        -- webhooks.wake_relay(), inlined.
+        IF queued AND EXISTS (SELECT FROM webhooks.sleeping_relays r WHERE r.since > now() - interval '5 minutes') THEN
+            PERFORM pg_notify('webhooks_work', '');
+        END IF;
     END IF;
     RETURN NULL;
 END

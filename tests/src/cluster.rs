@@ -15,6 +15,7 @@ pub struct Cluster {
     port: u16,
     bindir: PathBuf,
     keep: bool,
+    fsync: bool,
 }
 
 /// Are we root (so that server commands must go through `sudo -u postgres`)?
@@ -66,8 +67,19 @@ fn pg_bindir() -> Result<PathBuf> {
 }
 
 impl Cluster {
-    /// initdb, start and wait until the server accepts connections.
+    /// initdb, start and wait until the server accepts connections. fsync is off: tests do
+    /// not need durability and run faster without it.
     pub fn start() -> Result<Cluster> {
+        Cluster::start_configured(false)
+    }
+
+    /// A cluster with PostgreSQL's default durability (fsync on), for benchmarks whose figures
+    /// must be comparable with a production server's.
+    pub fn start_durable() -> Result<Cluster> {
+        Cluster::start_configured(true)
+    }
+
+    fn start_configured(fsync: bool) -> Result<Cluster> {
         let bindir = pg_bindir()?;
         let root = tempfile::Builder::new()
             .prefix("pgwh-")
@@ -78,6 +90,7 @@ impl Cluster {
             port: crate::free_port(),
             bindir,
             keep: std::env::var("PGWH_KEEP_CLUSTER").is_ok_and(|v| v == "1"),
+            fsync,
         };
         std::fs::create_dir_all(cluster.socket_dir())?;
         if running_as_root() {
@@ -110,6 +123,10 @@ impl Cluster {
         self.root.join("data")
     }
 
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+
     pub fn socket_dir(&self) -> PathBuf {
         self.root.join("sockets")
     }
@@ -125,9 +142,10 @@ impl Cluster {
     /// Start (or restart after [`Cluster::stop`]) the server and wait until it is ready.
     pub fn pg_ctl_start(&self) -> Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             self.port,
-            self.socket_dir().display()
+            self.socket_dir().display(),
+            if self.fsync { "on" } else { "off" }
         );
         let mut start = as_server_user(&self.bindir.join("pg_ctl"));
         start

@@ -3,7 +3,10 @@
 //! - `cargo xtask demo`  — set up what is missing, then run the demo end to end.
 //! - `cargo xtask test`  — set up what is missing, then fmt, clippy and every test.
 //! - `cargo xtask setup` — only the set-up (apt packages, cargo-pgrx 0.18.0, pgrx init).
+//! - `cargo xtask bench tracking [--seconds N] [--rounds N] [--clients N]` — the cost of
+//!   tracking to application writes (docs/benchmarks.md).
 
+mod bench_tracking;
 mod demo;
 mod run;
 mod setup;
@@ -15,8 +18,16 @@ fn main() -> std::process::ExitCode {
         Some("setup") => setup::ensure_all(),
         Some("test") => setup::ensure_all().and_then(|()| suite::run(&args[1..])),
         Some("demo") => setup::ensure_all().and_then(|()| demo::run()),
+        Some("bench") if args.get(1).map(String::as_str) == Some("tracking") => {
+            let options = bench_tracking::Options {
+                seconds: flag(&args, "--seconds", 15),
+                rounds: flag(&args, "--rounds", 1),
+                clients: flag(&args, "--clients", 4),
+            };
+            setup::ensure_all().and_then(|()| bench_tracking::run(&options))
+        }
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|setup>\n  test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it");
+            eprintln!("usage: cargo xtask <demo|test|setup|bench tracking>\n  test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it\n  bench tracking [--seconds N] [--rounds N] [--clients N]");
             return std::process::ExitCode::from(2);
         }
     };
@@ -27,4 +38,13 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The number after `name` in `args`, or `default`.
+fn flag(args: &[String], name: &str, default: u32) -> u32 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

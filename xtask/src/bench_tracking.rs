@@ -1,0 +1,199 @@
+//! `cargo xtask bench tracking`: what tracking costs the application's writes.
+//!
+//! One durable (fsync on) throwaway cluster, the reference ATS schema, and pgbench (4 clients)
+//! running two workloads — INSERT an application (fires `application.submitted`) and UPDATE an
+//! application's stage (fires `application.advanced`) — under each variant, in one run:
+//!
+//! - `untracked`: no trigger, the baseline;
+//! - `tracked`: `webhooks.track_ats()` with 3 endpoints subscribed, relays awake (no NOTIFY);
+//! - `tracked, relay asleep`: the same while a relay sleeps (each commit NOTIFYs);
+//! - `naive outbox`: the perf-notes trigger: payload, 1 outbox row + 3 delivery rows, pg_notify.
+
+use anyhow::{Context, Result};
+use e2e::cluster::Cluster;
+use std::process::Command;
+
+pub struct Options {
+    pub seconds: u32,
+    pub clients: u32,
+    pub rounds: u32,
+}
+
+const INSERT: &str = "\\set c random(1, 100)\n\\set j random(1, 10)\n\
+INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at) VALUES (:c, :j, now());\n";
+const UPDATE: &str = "\\set a random(1, 1000)\n\\set s random(1, 1000000)\n\
+UPDATE ats.applications SET current_stage = 'Stage ' || :s WHERE id = :a;\n";
+
+const SEED: &str = "
+INSERT INTO ats.candidates (name, email) SELECT 'Candidate ' || g, 'c' || g || '@example.com' FROM generate_series(1, 100) g;
+INSERT INTO ats.job_postings (title, status) SELECT 'Job ' || g, 'published' FROM generate_series(1, 10) g;
+INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at)
+SELECT 1 + g % 100, 1 + g % 10, now() FROM generate_series(1, 1000) g;";
+
+const ENDPOINTS: &str = "
+SELECT webhooks.create_endpoint('https://hooks-' || g || '.example.com/ats', ARRAY['application.*'])
+  FROM generate_series(1, 3) g;";
+
+/// The naive outbox of ../shared/perf-notes.md, for comparison.
+const NAIVE_OUTBOX: &str = "
+CREATE TABLE IF NOT EXISTS bench_outbox (id bigserial PRIMARY KEY, event_type text, payload jsonb, created_at timestamptz DEFAULT now());
+CREATE TABLE IF NOT EXISTS bench_outbox_deliveries (id bigserial PRIMARY KEY, outbox_id bigint REFERENCES bench_outbox, endpoint int, status text DEFAULT 'pending');
+CREATE OR REPLACE FUNCTION bench_naive_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE outbox_id bigint;
+BEGIN
+    INSERT INTO bench_outbox (event_type, payload)
+    SELECT 'application.submitted', jsonb_build_object('id', NEW.id,
+           'candidate', jsonb_build_object('id', c.id, 'name', c.name, 'email', c.email),
+           'job_posting', jsonb_build_object('id', j.id, 'title', j.title),
+           'current_stage', NEW.current_stage, 'submitted_at', NEW.submitted_at,
+           'rejected', NEW.rejected, 'withdrawn', NEW.withdrawn, 'offered', NEW.offered)
+      FROM ats.candidates c, ats.job_postings j WHERE c.id = NEW.candidate_id AND j.id = NEW.job_posting_id
+    RETURNING id INTO outbox_id;
+    INSERT INTO bench_outbox_deliveries (outbox_id, endpoint) SELECT outbox_id, g FROM generate_series(1, 3) g;
+    PERFORM pg_notify('bench_outbox', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER bench_naive_outbox AFTER INSERT OR UPDATE ON ats.applications
+    FOR EACH ROW EXECUTE FUNCTION bench_naive_outbox();";
+
+struct Variant {
+    name: &'static str,
+    /// SQL that puts the database in this variant's state (from any other variant's).
+    enter: &'static str,
+}
+
+const VARIANTS: &[Variant] = &[
+    Variant {
+        name: "untracked",
+        enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
+                SELECT webhooks.untrack('ats.applications', if_tracked => true);
+                DELETE FROM webhooks.sleeping_relays;",
+    },
+    Variant {
+        name: "tracked, 3 endpoints",
+        enter: "SELECT webhooks.track('ats.applications');",
+    },
+    Variant {
+        name: "tracked, relay asleep",
+        enter: "SELECT webhooks.track('ats.applications');
+                SELECT webhooks.set_relay_asleep('bench-sleeper', true);",
+    },
+    Variant {
+        name: "naive outbox (perf-notes)",
+        enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);
+                DELETE FROM webhooks.sleeping_relays;",
+    },
+];
+
+pub fn run(options: &Options) -> Result<()> {
+    crate::setup::install_extension()?;
+    let cluster = Cluster::start_durable()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        cluster.create_database_with_extension("bench").await?;
+        let db = cluster.connect("bench").await?;
+        e2e::ats::load_and_track(&db).await?;
+        db.batch_execute(SEED).await?;
+        db.batch_execute(ENDPOINTS).await?;
+        anyhow::Ok(())
+    })?;
+    let scripts = tempfile::tempdir()?;
+    let insert = scripts.path().join("insert.sql");
+    let update = scripts.path().join("update.sql");
+    std::fs::write(&insert, INSERT)?;
+    std::fs::write(&update, UPDATE)?;
+
+    println!(
+        "\n==> pgbench, {} clients, {} s per run, {} round(s); fsync on",
+        options.clients, options.seconds, options.rounds
+    );
+    let mut results = vec![[0.0f64; 2]; VARIANTS.len()];
+    for _ in 0..options.rounds {
+        for (i, variant) in VARIANTS.iter().enumerate() {
+            psql(&cluster, variant.enter)?;
+            if variant.name.starts_with("naive") {
+                psql(&cluster, NAIVE_OUTBOX)?;
+            }
+            for (w, script) in [&insert, &update].iter().enumerate() {
+                psql(&cluster, "VACUUM ANALYZE")?;
+                psql(&cluster, "CHECKPOINT")?;
+                let tps = pgbench(&cluster, script, options)?;
+                println!(
+                    "    {:<28} {:<7} {:>9.0} tps",
+                    variant.name,
+                    ["insert", "update"][w],
+                    tps
+                );
+                results[i][w] += tps / options.rounds as f64;
+            }
+        }
+    }
+    println!("\n| variant | insert tps | × untracked | update tps | × untracked |");
+    println!("|---|---|---|---|---|");
+    let base = results[0];
+    for (variant, r) in VARIANTS.iter().zip(&results) {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.0} | {:.2} |",
+            variant.name,
+            r[0],
+            r[0] / base[0],
+            r[1],
+            r[1] / base[1]
+        );
+    }
+    Ok(())
+}
+
+fn psql(cluster: &Cluster, sql: &str) -> Result<()> {
+    let out = Command::new(cluster.bindir().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &cluster.connstr("bench"),
+            "-c",
+            sql,
+        ])
+        .output()
+        .context("running psql")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn pgbench(cluster: &Cluster, script: &std::path::Path, options: &Options) -> Result<f64> {
+    let out = Command::new(cluster.bindir().join("pgbench"))
+        .args([
+            "-n",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            "postgres",
+        ])
+        .args(["-c", &options.clients.to_string(), "-j", "2"])
+        .args(["-T", &options.seconds.to_string()])
+        .arg("-f")
+        .arg(script)
+        .arg("bench")
+        .output()
+        .context("running pgbench")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "pgbench failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no tps in pgbench output:\n{text}"))
+}
