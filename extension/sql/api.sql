@@ -143,24 +143,38 @@ BEGIN
 END
 $$;
 
--- Queue deliveries of logged events to one endpoint; existing ones start a new round.
+-- Queue deliveries of logged events to one endpoint; existing ones start a new round. Callers
+-- hold the endpoint's row lock (lock_endpoint), so two replays cannot both insert a pair.
 CREATE FUNCTION webhooks.queue_from_log(endpoint_id bigint, since timestamptz, until timestamptz,
                                         only_types text[]) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
 DECLARE
     queued integer;
 BEGIN
-    INSERT INTO webhooks.deliveries AS d (event_id, endpoint_id)
-    SELECT ev.id, queue_from_log.endpoint_id
-      FROM webhooks.events ev
-     WHERE ev.created_at >= since AND ev.created_at < until
-       AND ev.event_type IN (SELECT s.event_type FROM webhooks.subscriptions s
-                              WHERE s.endpoint_id = queue_from_log.endpoint_id)
-       AND (only_types IS NULL OR ev.event_type = ANY (only_types))
-    ON CONFLICT ON CONSTRAINT deliveries_one_per_endpoint DO UPDATE
-       SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
-           finished_at = NULL;
-    GET DIAGNOSTICS queued = ROW_COUNT;
+    WITH replayed AS (
+        SELECT ev.id
+          FROM webhooks.events ev
+         WHERE ev.created_at >= since AND ev.created_at < until
+           AND ev.event_type IN (SELECT s.event_type FROM webhooks.subscriptions s
+                                  WHERE s.endpoint_id = queue_from_log.endpoint_id)
+           AND (only_types IS NULL OR ev.event_type = ANY (only_types))
+    ), restarted AS (
+        UPDATE webhooks.deliveries d
+           SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
+               finished_at = NULL
+         WHERE d.endpoint_id = queue_from_log.endpoint_id
+           AND d.event_id IN (SELECT r.id FROM replayed r)
+        RETURNING 1
+    ), added AS (
+        -- Both parts read the same snapshot: pairs restarted above are not inserted again.
+        INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+        SELECT r.id, queue_from_log.endpoint_id
+          FROM replayed r
+         WHERE NOT EXISTS (SELECT FROM webhooks.deliveries d
+                            WHERE d.event_id = r.id AND d.endpoint_id = queue_from_log.endpoint_id)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM restarted) + (SELECT count(*) FROM added) INTO queued;
     IF queued > 0 THEN
         PERFORM webhooks.wake_relay();
     END IF;

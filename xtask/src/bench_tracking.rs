@@ -107,41 +107,59 @@ pub fn run(options: &Options) -> Result<()> {
         "\n==> pgbench, {} clients, {} s per run, {} round(s); fsync on",
         options.clients, options.seconds, options.rounds
     );
-    let mut results = vec![[0.0f64; 2]; VARIANTS.len()];
-    for _ in 0..options.rounds {
-        for (i, variant) in VARIANTS.iter().enumerate() {
-            psql(&cluster, variant.enter)?;
-            if variant.name.starts_with("naive") {
-                psql(&cluster, NAIVE_OUTBOX)?;
-            }
-            for (w, script) in [&insert, &update].iter().enumerate() {
+    // tps[variant][workload][round]. Within a round the variants of one workload run back to
+    // back, so each ratio compares runs minutes apart at most; the report takes the median
+    // ratio over rounds, which a single disturbed run cannot move much.
+    let workloads = [("insert", &insert), ("update", &update)];
+    let mut tps = vec![vec![Vec::new(); workloads.len()]; VARIANTS.len()];
+    for round in 1..=options.rounds {
+        for (w, (workload, script)) in workloads.iter().enumerate() {
+            for (v, variant) in VARIANTS.iter().enumerate() {
+                psql(&cluster, variant.enter)?;
+                if variant.name.starts_with("naive") {
+                    psql(&cluster, NAIVE_OUTBOX)?;
+                }
                 psql(&cluster, "VACUUM ANALYZE")?;
                 psql(&cluster, "CHECKPOINT")?;
-                let tps = pgbench(&cluster, script, options)?;
+                let result = pgbench(&cluster, script, options)?;
+                tps[v][w].push(result);
+                let base = *tps[0][w].last().expect("the baseline runs first");
                 println!(
-                    "    {:<28} {:<7} {:>9.0} tps",
+                    "    round {round}  {workload:<7} {:<28} {result:>9.0} tps  × {:.2}",
                     variant.name,
-                    ["insert", "update"][w],
-                    tps
+                    result / base
                 );
-                results[i][w] += tps / options.rounds as f64;
             }
         }
     }
-    println!("\n| variant | insert tps | × untracked | update tps | × untracked |");
+    println!("\n| variant | insert tps (mean) | × untracked (median) | update tps (mean) | × untracked (median) |");
     println!("|---|---|---|---|---|");
-    let base = results[0];
-    for (variant, r) in VARIANTS.iter().zip(&results) {
-        println!(
-            "| {} | {:.0} | {:.2} | {:.0} | {:.2} |",
-            variant.name,
-            r[0],
-            r[0] / base[0],
-            r[1],
-            r[1] / base[1]
-        );
+    for (v, variant) in VARIANTS.iter().enumerate() {
+        let cells: Vec<String> = (0..workloads.len())
+            .map(|w| {
+                let runs = &tps[v][w];
+                let mean = runs.iter().sum::<f64>() / runs.len() as f64;
+                let ratios: Vec<f64> = runs
+                    .iter()
+                    .zip(&tps[0][w])
+                    .map(|(t, base)| t / base)
+                    .collect();
+                format!("{mean:.0} | {:.2}", median(ratios))
+            })
+            .collect();
+        println!("| {} | {} |", variant.name, cells.join(" | "));
     }
     Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
 }
 
 fn psql(cluster: &Cluster, sql: &str) -> Result<()> {

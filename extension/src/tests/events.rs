@@ -90,6 +90,7 @@ fn replay_requeues_a_window_of_the_log_and_fills_gaps() {
 
     let only = one::<i32>(&format!("SELECT webhooks.replay({id}, now() - interval '1 day', event_types => ARRAY['offer.declined'])"));
     assert_eq!(only, 1);
+    assert_eq!(count(&format!("webhooks.deliveries WHERE endpoint_id = {id}")), 2, "replaying again never duplicates a pair");
     expect_error(&format!("SELECT webhooks.replay({id}, now(), now() - interval '1 hour')"), "is empty", "since < until");
     expect_error(&format!("SELECT webhooks.replay({id}, now() - interval '1 day', event_types => ARRAY['offer.nope'])"), "unknown event type \"offer.nope\"", "list_event_types");
 }
