@@ -72,6 +72,16 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_RELAY_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
 
+    /// Networks the relay may deliver to besides public addresses, e.g. 10.0.0.0/8 (repeat the
+    /// flag or separate with commas). Everything else that is not globally routable —
+    /// loopback, private, link-local, CGNAT, multicast, … — is refused (SSRF guard).
+    #[arg(
+        long = "allow-network",
+        env = "WEBHOOK_RELAY_ALLOW_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub allow_networks: Vec<crate::guard::Network>,
+
     /// User-Agent header sent with every delivery.
     #[arg(
         long,

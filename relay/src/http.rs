@@ -1,6 +1,7 @@
 //! The HTTPS client: one pooled keep-alive client for every endpoint, redirects never
 //! followed, the whole exchange under one timeout, and only the first bytes of a response kept.
 
+use crate::guard::{Blocked, GuardedResolver, NetworkPolicy};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -46,8 +47,9 @@ pub type Headers = Vec<(&'static str, String)>;
 
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
     timeout: Duration,
+    policy: Arc<NetworkPolicy>,
 }
 
 impl HttpClient {
@@ -56,6 +58,7 @@ impl HttpClient {
         extra_ca_file: Option<&Path>,
         timeout: Duration,
         pool_per_host: usize,
+        policy: NetworkPolicy,
     ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -83,7 +86,10 @@ impl HttpClient {
             .with_root_certificates(roots)
             .with_no_client_auth();
 
-        let mut tcp = HttpConnector::new();
+        let policy = Arc::new(policy);
+        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver {
+            policy: policy.clone(),
+        });
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(timeout));
@@ -97,7 +103,11 @@ impl HttpClient {
             .pool_max_idle_per_host(pool_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
-        Ok(HttpClient { client, timeout })
+        Ok(HttpClient {
+            client,
+            timeout,
+            policy,
+        })
     }
 
     pub fn timeout(&self) -> Duration {
@@ -111,6 +121,13 @@ impl HttpClient {
             Ok(uri) => uri,
             Err(e) => return Exchange::failed(format!("invalid endpoint URL: {e}"), true),
         };
+        // The connector skips its resolver for an address literal: check those here.
+        let host = uri.host().unwrap_or_default();
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
+            if let Err(blocked) = self.policy.check(host, ip) {
+                return Exchange::failed(blocked.0, true);
+            }
+        }
         let mut request = Request::builder().method(Method::POST).uri(uri);
         for (name, value) in headers {
             request = request.header(*name, value);
@@ -135,6 +152,9 @@ impl HttpClient {
         let response = match self.client.request(request).await {
             Ok(r) => r,
             Err(e) => {
+                if let Some(blocked) = find_source::<Blocked>(&e) {
+                    return Exchange::failed(blocked.0.clone(), true);
+                }
                 let what = if e.is_connect() {
                     "could not connect"
                 } else {
@@ -201,6 +221,28 @@ fn parse_retry_after(value: &HeaderValue) -> Option<f64> {
         }
     };
     Some(seconds.min(MAX_RETRY_AFTER))
+}
+
+/// The first error of type `T` in `error`'s source chain.
+fn find_source<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        // io::Error::source() skips the error it wraps; look inside explicitly.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<T>())
+        {
+            return Some(inner);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// "outer: inner: innermost", so that a TLS or DNS failure names its cause.

@@ -7,6 +7,7 @@ mod config;
 mod db;
 mod deliver;
 mod dispatcher;
+mod guard;
 mod health;
 mod http;
 mod limits;
@@ -54,6 +55,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         config.ca_file.as_deref(),
         config.request_timeout,
         config.max_in_flight_per_endpoint as usize,
+        guard::NetworkPolicy::new(config.allow_networks.clone()),
     )
     .context("setting up the HTTPS client")?;
 

@@ -72,15 +72,18 @@ impl Stage {
         Ok((row.get(0), row.get(1)))
     }
 
-    /// The relay as `relay_login`, trusting the receiver's CA, polling every 100 ms.
+    /// The relay as `relay_login`, trusting the receiver's CA, polling every 100 ms, with
+    /// loopback opened in its SSRF guard (the receiver lives there).
     pub async fn relay(&self, flags: &[&str]) -> Result<Relay> {
+        self.relay_guarded(&[&["--allow-network", "127.0.0.0/8"], flags].concat())
+            .await
+    }
+
+    /// The relay as [`Stage::relay`] starts it, but with the SSRF guard as `flags` set it.
+    pub async fn relay_guarded(&self, flags: &[&str]) -> Result<Relay> {
         let ca = self.receiver.ca_file();
-        let mut args = vec![
-            "--ca-file",
-            ca.to_str().unwrap(),
-            "--poll-interval",
-            "100ms",
-        ];
+        let mut args = vec!["--ca-file", ca.to_str().unwrap()];
+        args.extend_from_slice(&["--poll-interval", "100ms"]);
         args.extend_from_slice(flags);
         Relay::start(&self.cluster.connstr_as("app", "relay_login"), &args).await
     }

@@ -69,7 +69,13 @@ async fn story() -> Result<()> {
     let ca = receiver.ca_file();
     let mut relay = Relay::start(
         &cluster.connstr("ats"),
-        &["--ca-file", ca.to_str().context("CA path")?],
+        &[
+            "--ca-file",
+            ca.to_str().context("CA path")?,
+            // The demo's receiver is on loopback, which the SSRF guard refuses by default.
+            "--allow-network",
+            "127.0.0.0/8",
+        ],
     )
     .await?;
     println!("\n==> webhook-relay running; the hiring story, one statement per step:");
