@@ -100,10 +100,12 @@ $$;
 -- attempts: a JSON array with one object per attempt:
 --   {"delivery_id", "attempt_number", "started_at", "duration_ms", "request_headers",
 --    "response_status", "response_body", "error", "retry_after_seconds", "permanent"}
-CREATE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb) RETURNS integer
+-- Returns how many of the attempts succeeded, will be retried, and failed for good.
+CREATE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb)
+RETURNS TABLE (succeeded integer, retried integer, failed integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
 DECLARE
-    recorded        integer;
+    outcomes        text[];
     gone_endpoints  bigint[];
     retry_endpoints bigint[];
     failing         record;
@@ -149,10 +151,10 @@ BEGIN
           FROM reported r
          WHERE d.id = r.delivery_id AND d.status = 'pending'
     )
-    SELECT count(*),
+    SELECT array_agg(outcome),
            array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),
            array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome <> 'succeeded')
-      INTO recorded, gone_endpoints, retry_endpoints
+      INTO outcomes, gone_endpoints, retry_endpoints
       FROM reported;
 
     -- 410 Gone: the receiver unsubscribes itself.
@@ -178,7 +180,11 @@ BEGIN
                    failing.failed, failing.failure_window, failing.failure_threshold));
     END LOOP;
 
-    RETURN recorded;
+    RETURN QUERY
+    SELECT count(*) FILTER (WHERE o = 'succeeded')::integer,
+           count(*) FILTER (WHERE o = 'retry')::integer,
+           count(*) FILTER (WHERE o = 'failed')::integer
+      FROM unnest(outcomes) o;
 END
 $$;
 
@@ -206,6 +212,16 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
     DELETE FROM webhooks.sleeping_relays s WHERE s.relay_id = $1 AND NOT $2;
     INSERT INTO webhooks.sleeping_relays (relay_id) SELECT $1 WHERE $2
         ON CONFLICT ON CONSTRAINT sleeping_relays_pkey DO UPDATE SET since = now();
+$$;
+
+-- Queue depth and disabled endpoints, for the relay's /metrics.
+CREATE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+    SELECT count(*) FILTER (WHERE d.next_attempt_at <= now()),
+           count(*) FILTER (WHERE d.next_attempt_at > now()),
+           (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled')
+      FROM webhooks.deliveries d
+     WHERE d.status = 'pending'
 $$;
 
 ------------------------------------------------------------------------------------------

@@ -54,6 +54,23 @@ struct Session {
     record: Statement,
     release: Statement,
     set_asleep: Statement,
+    queue_stats: Statement,
+}
+
+/// What `webhooks.record_attempts` made of a batch.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outcomes {
+    pub succeeded: u64,
+    pub retried: u64,
+    pub failed: u64,
+}
+
+/// Queue depth for /metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct QueueStats {
+    pub due: i64,
+    pub scheduled: i64,
+    pub endpoints_disabled: i64,
 }
 
 pub struct Database {
@@ -102,9 +119,10 @@ impl Database {
                 "SELECT * FROM webhooks.claim_deliveries($1, $2, make_interval(secs => $3), $4, $5, $6)",
             )
             .await?,
-            record: prepare("SELECT webhooks.record_attempts($1, $2::text::jsonb)").await?,
+            record: prepare("SELECT * FROM webhooks.record_attempts($1, $2::text::jsonb)").await?,
             release: prepare("SELECT webhooks.release_deliveries($1, $2, $3)").await?,
             set_asleep: prepare("SELECT webhooks.set_relay_asleep($1, $2)").await?,
+            queue_stats: prepare("SELECT * FROM webhooks.queue_stats()").await?,
             client,
         });
         *current = Some(session.clone());
@@ -155,18 +173,37 @@ impl Database {
     }
 
     /// Log attempts and let the database move their deliveries on (one round trip).
-    pub async fn record(&self, attempts: &[AttemptReport]) -> anyhow::Result<()> {
+    pub async fn record(&self, attempts: &[AttemptReport]) -> anyhow::Result<Outcomes> {
         if attempts.is_empty() {
-            return Ok(());
+            return Ok(Outcomes::default());
         }
         let json = serde_json::to_string(attempts).context("encoding attempts")?;
         let session = self.session().await?;
-        session
+        let row = session
             .client
             .query_one(&session.record, &[&self.relay_id, &json])
             .await
             .context("recording attempts")?;
-        Ok(())
+        let count = |i: usize| row.get::<_, i32>(i).max(0) as u64;
+        Ok(Outcomes {
+            succeeded: count(0),
+            retried: count(1),
+            failed: count(2),
+        })
+    }
+
+    pub async fn queue_stats(&self) -> anyhow::Result<QueueStats> {
+        let session = self.session().await?;
+        let row = session
+            .client
+            .query_one(&session.queue_stats, &[])
+            .await
+            .context("reading queue depth")?;
+        Ok(QueueStats {
+            due: row.get(0),
+            scheduled: row.get(1),
+            endpoints_disabled: row.get(2),
+        })
     }
 
     /// Hand deliveries back unattempted.

@@ -127,6 +127,7 @@ impl Dispatcher {
                     _ = shutdown.requested() => break,
                     Some(done) = in_flight.tasks.join_next_with_id() => {
                         in_flight.forget(done);
+                        self.state.set_in_flight(in_flight.tasks.len());
                         if round.backlog && self.room(&in_flight) >= self.worthwhile_claim() {
                             break;
                         }
@@ -184,6 +185,7 @@ impl Dispatcher {
                 });
                 in_flight.deliveries.insert(handle.id(), delivery_id);
             }
+            self.state.set_in_flight(in_flight.tasks.len());
             if !full {
                 return Ok(Round {
                     claimed: claimed_total,

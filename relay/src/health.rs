@@ -1,5 +1,8 @@
-//! `/healthz`: 200 while the relay holds its database connection, 503 otherwise.
+//! `/healthz` (200 while the relay holds its database connection, 503 otherwise) and
+//! `/metrics` (Prometheus text: attempts by outcome, attempt latency, in flight, queue depth,
+//! disabled endpoints).
 
+use crate::db::Database;
 use crate::shutdown::Shutdown;
 use crate::state::RelayState;
 use bytes::Bytes;
@@ -14,6 +17,7 @@ use tokio::net::TcpListener;
 pub async fn serve(
     addr: SocketAddr,
     state: Arc<RelayState>,
+    db: Arc<Database>,
     mut shutdown: Shutdown,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -27,11 +31,11 @@ pub async fn serve(
                 },
                 _ = shutdown.requested() => return,
             };
-            let state = state.clone();
+            let (state, db) = (state.clone(), db.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(&req, &state)) }
+                    let (state, db) = (state.clone(), db.clone());
+                    async move { Ok::<_, std::convert::Infallible>(respond(&req, &state, &db).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(socket), service)
@@ -42,7 +46,18 @@ pub async fn serve(
     Ok(bound)
 }
 
-fn respond(req: &Request<Incoming>, state: &RelayState) -> Response<Full<Bytes>> {
+async fn respond(
+    req: &Request<Incoming>,
+    state: &RelayState,
+    db: &Database,
+) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/metrics" {
+        return text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics(state, db).await,
+        );
+    }
     let (status, body) = match req.uri().path() {
         "/healthz" if state.database_connected() => (
             StatusCode::OK,
@@ -60,9 +75,51 @@ fn respond(req: &Request<Incoming>, state: &RelayState) -> Response<Full<Bytes>>
             "{\"error\":\"not found\"}\n".to_string(),
         ),
     };
+    text(status, "application/json", body)
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")
+}
+
+/// The relay's own figures, plus queue depth from the database when it answers.
+async fn metrics(state: &RelayState, db: &Database) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    state.render_metrics(&mut out);
+    match db.queue_stats().await {
+        Ok(q) => {
+            for (name, help, value) in [
+                (
+                    "queue_due",
+                    "Pending deliveries due now (all relays).",
+                    q.due,
+                ),
+                (
+                    "queue_scheduled",
+                    "Pending deliveries waiting for a retry or a lease to run out.",
+                    q.scheduled,
+                ),
+                (
+                    "endpoints_disabled",
+                    "Endpoints disabled (410 Gone, too many failures, or by an admin).",
+                    q.endpoints_disabled,
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP webhook_relay_{name} {help}\n# TYPE webhook_relay_{name} gauge\nwebhook_relay_{name} {value}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "# queue depth unavailable: {}",
+                format!("{e:#}").replace('\n', " ")
+            );
+        }
+    }
+    out
 }

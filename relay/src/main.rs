@@ -59,9 +59,13 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     )
     .context("setting up the HTTPS client")?;
 
+    let db = Arc::new(db::Database::new(
+        config.database_url.clone(),
+        relay_id.clone(),
+    ));
     if let Some(addr) = config.health_addr.0 {
-        let bound = health::serve(addr, state.clone(), shutdown.clone()).await?;
-        tracing::info!(%bound, "health server listening");
+        let bound = health::serve(addr, state.clone(), db.clone(), shutdown.clone()).await?;
+        tracing::info!(%bound, "health server listening (/healthz, /metrics)");
     }
     tracing::info!(%relay_id, concurrency = config.concurrency, batch_size = config.batch_size, lease = ?config.lease, "relay starting");
 
@@ -72,7 +76,6 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         state.clone(),
         shutdown.clone(),
     ));
-    let db = Arc::new(db::Database::new(config.database_url.clone(), relay_id));
     let (reports, received) = mpsc::channel(4 * config.concurrency as usize);
     let recorder = tokio::spawn(recorder::run(
         db.clone(),
@@ -108,11 +111,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     recorder.await?;
     listener.await?;
     summary.await?;
-    let [succeeded, unsuccessful_status, no_response, released] = state.counters.snapshot();
+    let [succeeded, retried, failed, released] = state.counters.snapshot();
     tracing::info!(
         succeeded,
-        unsuccessful_status,
-        no_response,
+        retried,
+        failed,
         released,
         "relay stopped cleanly"
     );
@@ -129,12 +132,11 @@ async fn log_summaries(state: Arc<state::RelayState>, mut shutdown: shutdown::Sh
         }
         let now = state.counters.snapshot();
         if now != last {
-            let [succeeded, unsuccessful_status, no_response, released] =
-                std::array::from_fn(|i| now[i] - last[i]);
+            let [succeeded, retried, failed, released] = std::array::from_fn(|i| now[i] - last[i]);
             tracing::info!(
                 succeeded,
-                unsuccessful_status,
-                no_response,
+                retried,
+                failed,
                 released,
                 "deliveries in the last 10s"
             );

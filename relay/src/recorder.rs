@@ -37,37 +37,37 @@ pub async fn run(
             db.record(&attempts)
         })
         .await;
-        if recorded {
-            state.count_attempts(&attempts);
+        if let Some(outcomes) = recorded {
+            state.count_attempts(&attempts, outcomes);
         }
-        if persist(&shutdown, give_up_after, "releases", || {
+        let released = persist(&shutdown, give_up_after, "releases", || {
             db.release(&releases)
         })
-        .await
-        {
+        .await;
+        if released.is_some() {
             state.count_releases(releases.len());
         }
     }
 }
 
 /// Retry one write with backoff until it succeeds, or until shutdown has waited
-/// `give_up_after` for it. Returns whether it was written.
-async fn persist<F, Fut>(
+/// `give_up_after` for it. Returns the write's result if it was written.
+async fn persist<T, F, Fut>(
     shutdown: &crate::shutdown::Shutdown,
     give_up_after: Duration,
     what: &str,
     write: F,
-) -> bool
+) -> Option<T>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
     let mut delay = Duration::from_millis(100);
     let mut failing_since: Option<tokio::time::Instant> = None;
     let mut refusals = 0;
     loop {
         let error = match write().await {
-            Ok(()) => return true,
+            Ok(written) => return Some(written),
             Err(e) => {
                 // The server answered with an error: retrying the same batch cannot help for long.
                 let refused = e
@@ -79,12 +79,12 @@ where
         };
         if refusals >= MAX_REFUSALS {
             tracing::error!(%error, what, "the database refused this batch repeatedly; dropping it, its deliveries come back when their leases run out");
-            return false;
+            return None;
         }
         let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
         if shutdown.is_requested() && since.elapsed() >= give_up_after {
             tracing::error!(%error, what, "could not write before shutdown; the deliveries come back when their leases run out");
-            return false;
+            return None;
         }
         tracing::warn!(%error, what, retry_in = ?delay, "writing to the database failed; will retry");
         tokio::time::sleep(delay).await;

@@ -1,34 +1,49 @@
-//! Process-wide state shared by the dispatcher, the recorder and the health server.
+//! Process-wide state shared by the dispatcher, the recorder and the health server: whether
+//! the database is reachable, and the counters behind the summary log and /metrics.
 
-use crate::db::AttemptReport;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::db::{AttemptReport, Outcomes};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+/// Upper bounds (seconds) of the attempt-duration histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 #[derive(Default)]
 pub struct RelayState {
     database_connected: AtomicBool,
     wakeups: AtomicU64,
+    in_flight: AtomicI64,
     pub counters: Counters,
+    latency: Histogram,
 }
 
-/// Totals since start; the summary log line and /healthz read them.
+/// Totals since start, by what the database made of each attempt.
 #[derive(Default)]
 pub struct Counters {
     pub succeeded: AtomicU64,
-    pub unsuccessful_status: AtomicU64,
-    pub errors: AtomicU64,
+    pub retried: AtomicU64,
+    pub failed: AtomicU64,
     pub released: AtomicU64,
 }
 
 impl Counters {
-    /// (succeeded, unsuccessful status, no response, released)
+    /// (succeeded, retried, failed, released)
     pub fn snapshot(&self) -> [u64; 4] {
         [
             self.succeeded.load(Ordering::Relaxed),
-            self.unsuccessful_status.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed),
+            self.retried.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
             self.released.load(Ordering::Relaxed),
         ]
     }
+}
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
 }
 
 impl RelayState {
@@ -48,14 +63,24 @@ impl RelayState {
         self.wakeups.load(Ordering::Relaxed)
     }
 
-    pub fn count_attempts(&self, attempts: &[AttemptReport]) {
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.store(n as i64, Ordering::Relaxed);
+    }
+
+    pub fn count_attempts(&self, attempts: &[AttemptReport], outcomes: Outcomes) {
+        let c = &self.counters;
+        c.succeeded.fetch_add(outcomes.succeeded, Ordering::Relaxed);
+        c.retried.fetch_add(outcomes.retried, Ordering::Relaxed);
+        c.failed.fetch_add(outcomes.failed, Ordering::Relaxed);
         for attempt in attempts {
-            let counter = match attempt.response_status {
-                Some(200..=299) => &self.counters.succeeded,
-                Some(_) => &self.counters.unsuccessful_status,
-                None => &self.counters.errors,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+            let seconds = attempt.duration_ms / 1000.0;
+            if let Some(i) = LATENCY_BUCKETS.iter().position(|le| seconds <= *le) {
+                self.latency.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+            self.latency.count.fetch_add(1, Ordering::Relaxed);
+            self.latency
+                .sum_micros
+                .fetch_add((attempt.duration_ms * 1000.0) as u64, Ordering::Relaxed);
         }
     }
 
@@ -63,5 +88,52 @@ impl RelayState {
         self.counters
             .released
             .fetch_add(released as u64, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of the process's own figures (queue depth is added by the
+    /// caller, which asks the database).
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let [succeeded, retried, failed, released] = self.counters.snapshot();
+        let _ = writeln!(out, "# HELP webhook_relay_attempts_total Delivery attempts recorded, by what they meant for their delivery.\n# TYPE webhook_relay_attempts_total counter");
+        for (outcome, n) in [
+            ("succeeded", succeeded),
+            ("retry", retried),
+            ("failed", failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "webhook_relay_attempts_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP webhook_relay_released_total Claimed deliveries handed back unattempted.\n# TYPE webhook_relay_released_total counter\nwebhook_relay_released_total {released}");
+        let _ = writeln!(out, "# HELP webhook_relay_attempt_duration_seconds Time from sending a request to its complete response (or failure).\n# TYPE webhook_relay_attempt_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (le, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "webhook_relay_attempt_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count = self.latency.count.load(Ordering::Relaxed);
+        let sum = self.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "webhook_relay_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nwebhook_relay_attempt_duration_seconds_sum {sum}\nwebhook_relay_attempt_duration_seconds_count {count}");
+        let gauges = [
+            (
+                "in_flight",
+                "Deliveries claimed by this relay and not yet recorded.",
+                self.in_flight.load(Ordering::Relaxed),
+            ),
+            (
+                "database_connected",
+                "1 while the LISTEN connection is up.",
+                i64::from(self.database_connected()),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP webhook_relay_{name} {help}\n# TYPE webhook_relay_{name} gauge\nwebhook_relay_{name} {value}");
+        }
+        let _ = writeln!(out, "# HELP webhook_relay_wakeups_total Times the relay woke from sleep.\n# TYPE webhook_relay_wakeups_total counter\nwebhook_relay_wakeups_total {}", self.wakeups());
     }
 }

@@ -73,6 +73,18 @@ impl Relay {
         http_get(self.health_port, "/healthz").await
     }
 
+    /// GET /metrics: the value of every sample line (`name{labels} value`), by `name{labels}`.
+    pub async fn metrics(&self) -> Result<std::collections::HashMap<String, f64>> {
+        let (status, body) = http_get(self.health_port, "/metrics").await?;
+        anyhow::ensure!(status == 200, "/metrics answered {status}: {body}");
+        Ok(body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter_map(|(name, value)| Some((name.to_string(), value.parse().ok()?)))
+            .collect())
+    }
+
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
