@@ -463,6 +463,12 @@ BEGIN
                   HINT = 'Pass a jsonb object, for example jsonb_build_object(''id'', 42).';
     END IF;
 
+    IF pg_column_size(data) > 262144 THEN
+        RAISE EXCEPTION 'event data is % bytes; the limit is 256 KiB', pg_column_size(data)
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Send identifiers and the fields receivers need, not whole documents; receivers can fetch the rest.';
+    END IF;
+
     INSERT INTO webhooks.events (event_type, data) VALUES (emit.event_type, emit.data)
     RETURNING id INTO event_id;
 

@@ -107,7 +107,9 @@ CREATE TABLE webhooks.events (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_type text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
-    data       jsonb NOT NULL CHECK (jsonb_typeof(data) = 'object')
+    data       jsonb NOT NULL CHECK (jsonb_typeof(data) = 'object'),
+    -- Receivers must answer within 10 s; a payload this large is a bug upstream, not an event.
+    CONSTRAINT event_data_at_most_256_kib CHECK (pg_column_size(data) <= 262144)
 );
 -- BRIN: created_at grows with the log, so a tiny index serves replay windows at almost no
 -- cost per emitted event.

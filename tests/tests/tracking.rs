@@ -175,3 +175,25 @@ async fn a_users_own_tables_can_be_tracked_and_untracked() {
     };
     assert_eq!((events, triggers, tracked), (1, 0, 0));
 }
+
+#[tokio::test]
+async fn a_write_whose_payload_would_exceed_256_kib_is_refused_and_leaves_nothing() {
+    let (_cluster, db) = e2e::ats::database().await.unwrap();
+    db.batch_execute(PEOPLE).await.unwrap();
+    let error = db
+        .batch_execute(
+            "INSERT INTO ats.reviews (candidate_id, job_posting_id, recommendation, reviewer, stage)
+             VALUES (7, 3, repeat('very long ', 30000), 'Alex Johnson', 'Technical Interview')",
+        )
+        .await
+        .unwrap_err();
+    let db_error = error.as_db_error().unwrap();
+    assert_eq!(db_error.constraint(), Some("event_data_at_most_256_kib"));
+    let reviews: i64 = db
+        .query_one("SELECT count(*) FROM ats.reviews", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reviews, 0, "the write and its event fail together");
+    assert!(event_types(&db).await.is_empty());
+}

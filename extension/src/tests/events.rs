@@ -26,7 +26,14 @@ fn emit_refuses_unknown_types_and_non_object_data() {
     expect_error("SELECT webhooks.emit('application.submitted', '[1, 2]')", "must be a JSON object, not array", "jsonb_build_object");
     expect_error("SELECT webhooks.emit('application.submitted', '\"text\"')", "must be a JSON object, not string", "jsonb_build_object");
     expect_error("SELECT webhooks.emit('application.submitted', NULL)", "must be a JSON object, not NULL", "jsonb_build_object");
+    let err = expect_error(
+        "SELECT webhooks.emit('application.submitted', jsonb_build_object('notes', repeat('x', 300000)))",
+        "the limit is 256 KiB",
+        "not whole documents",
+    );
+    assert_eq!(err.sqlstate, "54000");
     assert_eq!(count("webhooks.events"), 0);
+    one::<i64>("SELECT webhooks.emit('application.submitted', jsonb_build_object('notes', repeat('x', 200000)))");
 }
 
 #[pg_test]
