@@ -77,6 +77,9 @@ impl Reply {
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     script: Mutex<VecDeque<Reply>>,
+    /// When set, connections bypass HTTP: the request is read and these bytes are written
+    /// back as they are, then the connection is closed (garbage, truncated responses).
+    raw: Mutex<Option<Vec<u8>>>,
     arrived: Notify,
 }
 
@@ -122,6 +125,11 @@ impl Receiver {
     /// Queue replies for the next requests, in order.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.script.lock().unwrap().extend(replies);
+    }
+
+    /// Answer every connection from now on with exactly `bytes`, then close it (None: HTTP again).
+    pub fn answer_raw(&self, bytes: Option<&[u8]>) {
+        *self.shared.raw.lock().unwrap() = bytes.map(<[u8]>::to_vec);
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -182,12 +190,61 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<S
             let Ok(tls) = acceptor.accept(socket).await else {
                 return;
             };
+            let raw = shared.raw.lock().unwrap().clone();
+            if let Some(bytes) = raw {
+                answer_raw(tls, &bytes, &shared).await;
+                return;
+            }
             let service = hyper::service::service_fn(move |req| handle(req, shared.clone()));
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
         });
     }
+}
+
+/// Read one request (head and Content-Length body), record it, write `bytes`, close.
+async fn answer_raw(
+    mut tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    bytes: &[u8],
+    shared: &Shared,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let (head_end, length) = loop {
+        match tls.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break (end + 4, length);
+        }
+    };
+    while seen.len() < head_end + length {
+        match tls.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&seen[..head_end]).into_owned();
+    let mut request_line = head.split_whitespace();
+    shared.requests.lock().unwrap().push(Recorded {
+        method: request_line.next().unwrap_or_default().to_string(),
+        path: request_line.next().unwrap_or_default().to_string(),
+        headers: vec![],
+        body: Bytes::copy_from_slice(&seen[head_end.min(seen.len())..]),
+        at: Instant::now(),
+    });
+    shared.arrived.notify_waiters();
+    let _ = tls.write_all(bytes).await;
+    let _ = tls.shutdown().await;
 }
 
 async fn handle(
