@@ -132,6 +132,15 @@ impl Receiver {
         *self.shared.raw.lock().unwrap() = bytes.map(<[u8]>::to_vec);
     }
 
+    /// Drop what has been recorded so far (benchmarks reuse one receiver for several phases).
+    pub fn forget_requests(&self) {
+        self.shared.requests.lock().unwrap().clear();
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.shared.requests.lock().unwrap().len()
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().unwrap().clone()
     }

@@ -5,7 +5,10 @@
 //! - `cargo xtask setup` — only the set-up (apt packages, cargo-pgrx 0.18.0, pgrx init).
 //! - `cargo xtask bench tracking [--seconds N] [--rounds N] [--clients N]` — the cost of
 //!   tracking to application writes (docs/benchmarks.md).
+//! - `cargo xtask bench relay [--backlog N] [--rate N] [--seconds N]` — relay throughput
+//!   against a raw client, and commit → receipt latency (docs/benchmarks.md).
 
+mod bench_relay;
 mod bench_tracking;
 mod demo;
 mod run;
@@ -18,6 +21,14 @@ fn main() -> std::process::ExitCode {
         Some("setup") => setup::ensure_all(),
         Some("test") => setup::ensure_all().and_then(|()| suite::run(&args[1..])),
         Some("demo") => setup::ensure_all().and_then(|()| demo::run()),
+        Some("bench") if args.get(1).map(String::as_str) == Some("relay") => {
+            setup::ensure_all().and_then(|()| bench_relay::run(&args[2..]))
+        }
+        Some("bench-relay-inner") => bench_relay::measure(&bench_relay::Options {
+            backlog: flag(&args, "--backlog", 100_000),
+            rate: flag(&args, "--rate", 500),
+            seconds: flag(&args, "--seconds", 10),
+        }),
         Some("bench") if args.get(1).map(String::as_str) == Some("tracking") => {
             let options = bench_tracking::Options {
                 seconds: flag(&args, "--seconds", 15),
@@ -27,7 +38,7 @@ fn main() -> std::process::ExitCode {
             setup::ensure_all().and_then(|()| bench_tracking::run(&options))
         }
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|setup|bench tracking>\n  test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it\n  bench tracking [--seconds N] [--rounds N] [--clients N]");
+            eprintln!("usage: cargo xtask <demo|test|setup|bench tracking>\n  test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it\n  bench tracking [--seconds N] [--rounds N] [--clients N]\n  bench relay [--backlog N] [--rate N] [--seconds N]");
             return std::process::ExitCode::from(2);
         }
     };

@@ -1,0 +1,275 @@
+//! `cargo xtask bench relay`: how fast the relay delivers, in one run on one box (PostgreSQL,
+//! relay and receiver share the 2 vCPUs).
+//!
+//! 1. Raw capacity: a plain keep-alive HTTPS client (16 connections) against the receiver.
+//! 2. Throughput: a backlog of `--backlog` deliveries over 4 endpoints, drained by the relay
+//!    with every attempt recorded; deliveries/s and the ratio to the raw capacity.
+//! 3. Latency: events committed one per transaction at `--rate`/s; commit → receipt
+//!    p50/p95/p99.
+//!
+//! Everything is built in release mode; the outer invocation re-runs itself with `--release`.
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use e2e::cluster::Cluster;
+use e2e::receiver::Receiver;
+use e2e::relay::Relay;
+use http_body_util::{BodyExt, Full};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    pub backlog: u32,
+    pub rate: u32,
+    pub seconds: u32,
+}
+
+/// Build the release binaries and run the measurement in a release build of this command.
+pub fn run(args: &[String]) -> Result<()> {
+    use crate::run::{cmd, status};
+    crate::setup::install_extension()?;
+    status(cmd("cargo", &["build", "--release", "-p", "webhook-relay"]))?;
+    let mut inner = cmd(
+        "cargo",
+        &[
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "xtask",
+            "--",
+            "bench-relay-inner",
+        ],
+    );
+    inner.args(args);
+    inner.env(
+        "WEBHOOK_RELAY_BIN",
+        crate::run::workspace().join("target/release/webhook-relay"),
+    );
+    // A debug line per attempt would measure the log file, not the relay.
+    inner.env("WEBHOOK_RELAY_LOG", "info");
+    status(inner)
+}
+
+pub fn measure(options: &Options) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(measure_async(options))
+}
+
+async fn measure_async(options: &Options) -> Result<()> {
+    let cluster = Cluster::start_durable()?;
+    cluster.create_database_with_extension("bench").await?;
+    let db = cluster.connect("bench").await?;
+    let receiver = Receiver::start().await?;
+
+    println!(
+        "\n==> 1. raw keep-alive capacity of the receiver (plain client, 16 connections, 5 s)"
+    );
+    let raw = raw_capacity(&receiver, Duration::from_secs(5)).await?;
+    println!("    {raw:.0} requests/s");
+
+    println!(
+        "\n==> 2. draining {} deliveries over 4 endpoints",
+        options.backlog
+    );
+    for n in 1..=4 {
+        db.execute(
+            "SELECT webhooks.create_endpoint($1, ARRAY['application.submitted'])",
+            &[&receiver.url(&format!("/throughput/{n}"))],
+        )
+        .await?;
+    }
+    let events = (options.backlog / 4) as i32;
+    db.execute(
+        "SELECT webhooks.emit('application.submitted', jsonb_build_object(
+            'id', g, 'candidate', jsonb_build_object('id', g % 1000, 'name', 'Candidate ' || g, 'email', 'c' || g || '@example.com'),
+            'job_posting', jsonb_build_object('id', g % 50, 'title', 'Senior Engineer'),
+            'current_stage', 'Applied', 'submitted_at', webhooks.iso8601(now()),
+            'rejected', false, 'withdrawn', false, 'offered', false))
+           FROM generate_series(1, $1) g",
+        &[&events],
+    )
+    .await?;
+    receiver.forget_requests();
+    let ca = receiver.ca_file();
+    let flags = [
+        "--ca-file",
+        ca.to_str().context("CA path")?,
+        "--allow-network",
+        "127.0.0.0/8",
+        "--concurrency",
+        "512",
+        "--batch-size",
+        "2000",
+        "--max-in-flight-per-endpoint",
+        "128",
+    ];
+    let started = Instant::now();
+    let mut relay = Relay::start(&cluster.connstr("bench"), &flags).await?;
+    loop {
+        let pending: i64 = db
+            .query_one(
+                "SELECT count(*) FROM webhooks.deliveries WHERE status = 'pending'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if pending == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "drain took over 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drained = started.elapsed();
+    let attempts: i64 = db
+        .query_one("SELECT count(*) FROM webhooks.attempts", &[])
+        .await?
+        .get(0);
+    let delivered = events as f64 * 4.0;
+    let throughput = delivered / drained.as_secs_f64();
+    println!(
+        "    {delivered:.0} deliveries in {:.2} s = {throughput:.0} deliveries/s ({attempts} attempts recorded, {} requests received)",
+        drained.as_secs_f64(),
+        receiver.request_count()
+    );
+
+    println!(
+        "\n==> 3. latency at {} events/s for {} s (one event per committed transaction)",
+        options.rate, options.seconds
+    );
+    db.batch_execute("SELECT webhooks.pause_endpoint(id) FROM webhooks.endpoints")
+        .await?;
+    db.execute(
+        "SELECT webhooks.create_endpoint($1, ARRAY['review.submitted'])",
+        &[&receiver.url("/latency")],
+    )
+    .await?;
+    receiver.forget_requests();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let committed = emit_steadily(&cluster, options.rate, options.seconds).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let commit_times: std::collections::HashMap<i64, Instant> = committed.iter().copied().collect();
+    let mut latencies: Vec<f64> = receiver
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let id: i64 = r.header("x-webhook-id")?.parse().ok()?;
+            let at_commit = commit_times.get(&id)?;
+            Some(r.at.saturating_duration_since(*at_commit).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "    {} of {} events received; commit → receipt p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        committed.len(),
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+
+    relay.stop(Duration::from_secs(20)).await?;
+    println!("\n| figure | value |\n|---|---|");
+    println!("| raw keep-alive requests/s (plain client) | {raw:.0} |");
+    println!(
+        "| relay deliveries/s, {} backlog, every attempt recorded | {throughput:.0} |",
+        options.backlog
+    );
+    println!("| ratio relay / raw | {:.2} |", throughput / raw);
+    println!(
+        "| latency p50 / p95 / p99 at {}/s | {:.1} / {:.1} / {:.1} ms |",
+        options.rate,
+        pct(0.50),
+        pct(0.95),
+        pct(0.99)
+    );
+    Ok(())
+}
+
+/// Requests per second a plain keep-alive client gets from the receiver.
+async fn raw_capacity(receiver: &Receiver, window: Duration) -> Result<f64> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut receiver.ca_pem().as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(16)
+        .build::<_, Full<Bytes>>(https);
+    let body = Bytes::from(format!(
+        "{{\"event\":\"application.submitted\",\"data\":\"{}\"}}",
+        "x".repeat(350)
+    ));
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + window;
+    let url: hyper::Uri = receiver.url("/raw").parse()?;
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, body, done, url) =
+                (client.clone(), body.clone(), done.clone(), url.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let request = hyper::Request::post(url.clone())
+                        .header("content-type", "application/json")
+                        .body(Full::new(body.clone()))
+                        .expect("valid request");
+                    if let Ok(response) = client.request(request).await {
+                        let _ = response.into_body().collect().await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await?;
+    }
+    receiver.forget_requests();
+    Ok(done.load(Ordering::Relaxed) as f64 / window.as_secs_f64())
+}
+
+/// Commit one event per transaction at `rate`/s for `seconds`; returns (event id, commit time).
+async fn emit_steadily(cluster: &Cluster, rate: u32, seconds: u32) -> Result<Vec<(i64, Instant)>> {
+    // A few connections, so one slow commit does not delay the next tick.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(Arc::new(cluster.connect("bench").await?));
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut running = Vec::new();
+    for n in 0..(rate * seconds) as usize {
+        tick.tick().await;
+        let client = clients[n % clients.len()].clone();
+        running.push(tokio::spawn(async move {
+            let row = client
+                .query_one(
+                    "SELECT webhooks.emit('review.submitted', jsonb_build_object('id', $1::int))",
+                    &[&(n as i32)],
+                )
+                .await?;
+            anyhow::Ok((row.get::<_, i64>(0), Instant::now()))
+        }));
+    }
+    let mut committed = Vec::new();
+    for task in running {
+        committed.push(task.await??);
+    }
+    Ok(committed)
+}
