@@ -160,7 +160,7 @@ BEGIN
            AND (only_types IS NULL OR ev.event_type = ANY (only_types))
     ), restarted AS (
         UPDATE webhooks.deliveries d
-           SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
+           SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL, leased_until = NULL,
                finished_at = NULL
          WHERE d.endpoint_id = queue_from_log.endpoint_id
            AND d.event_id IN (SELECT r.id FROM replayed r)
@@ -510,7 +510,7 @@ CREATE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
 BEGIN
     UPDATE webhooks.deliveries d
-       SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL, finished_at = NULL
+       SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL, leased_until = NULL, finished_at = NULL
      WHERE d.id = redeliver.delivery_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'delivery % does not exist', coalesce(delivery_id::text, 'NULL')

@@ -127,10 +127,13 @@ CREATE TABLE webhooks.deliveries (
                          CHECK (status IN ('pending', 'succeeded', 'failed')),
     -- Attempts in the current round (replay and redeliver start a new round at 0).
     attempts             integer NOT NULL DEFAULT 0,
-    -- When the delivery may next be claimed. A relay's claim pushes it forward by the lease
-    -- length, so a crashed relay's work becomes claimable again when its lease runs out.
+    -- When the delivery is due (first attempt, or the next retry).
     next_attempt_at      timestamptz NOT NULL DEFAULT now(),
+    -- A relay's claim: the delivery is not claimed again until leased_until, so a crashed
+    -- relay's work comes back by itself. Neither column is indexed, so the claim's update is a
+    -- HOT update (no index writes), which matters at thousands of deliveries a second.
     leased_by            text,
+    leased_until         timestamptz,
     last_response_status integer,
     last_error           text,
     created_at           timestamptz NOT NULL DEFAULT now(),
@@ -139,7 +142,7 @@ CREATE TABLE webhooks.deliveries (
     -- and replay (under the endpoint's row lock) updates existing pairs before inserting the
     -- missing ones. A unique index would cost every emitting transaction a fifth of its
     -- throughput (docs/benchmarks.md).
-);
+) WITH (fillfactor = 80);  -- room on each page for the HOT updates of claims
 -- The claim walks this per endpoint (oldest due first), so its cost does not grow with the backlog.
 CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
 -- Finished deliveries per endpoint, for endpoint_status; partial, so an emit never touches it.

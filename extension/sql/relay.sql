@@ -67,27 +67,28 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
           CROSS JOIN LATERAL (
               SELECT d.id FROM webhooks.deliveries d
                WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+                 AND (d.leased_until IS NULL OR d.leased_until <= now())
                ORDER BY d.next_attempt_at
                LIMIT greatest(least(per_endpoint - coalesce(busy.in_flight, 0),
                                     coalesce(e.rate_limit, per_endpoint)), 0)
                FOR UPDATE OF d SKIP LOCKED) d
          LIMIT max_deliveries
     ), leased AS (
-        -- The lease is a visibility timeout: the rows are not due again until it runs out, so
-        -- no other relay sends them meanwhile, and if this relay dies they come back by
+        -- The lease is a visibility timeout: the rows are not claimed again until it runs out,
+        -- so no other relay sends them meanwhile, and if this relay dies they come back by
         -- themselves. record_attempts() or release_deliveries() ends the lease early.
         UPDATE webhooks.deliveries d
-           SET next_attempt_at = now() + lease, leased_by = relay_id
+           SET leased_until = now() + lease, leased_by = relay_id
           FROM claimed
          WHERE d.id = claimed.id
-        RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.next_attempt_at
+        RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.leased_until
     )
     -- The body is rendered here once, byte for byte what is signed and sent.
     SELECT l.id, l.event_id, l.endpoint_id, l.attempts + 1, ev.event_type,
            '{"event":' || to_json(ev.event_type)::text
              || ',"created_at":"' || webhooks.iso8601(ev.created_at)
              || '","data":' || ev.data::text || '}',
-           e.url, e.secret, e.rate_limit, l.next_attempt_at
+           e.url, e.secret, e.rate_limit, l.leased_until
       FROM leased l
       JOIN webhooks.events ev ON ev.id = l.event_id
       JOIN webhooks.endpoints e ON e.id = l.endpoint_id
@@ -145,6 +146,7 @@ BEGIN
                        make_interval(secs => least(coalesce(r.retry_after_seconds, 0), 86400)))
                    ELSE d.next_attempt_at END,
                leased_by = NULL,
+               leased_until = NULL,
                last_response_status = r.response_status,
                last_error = r.error,
                finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
@@ -197,7 +199,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
     WITH released AS (
         UPDATE webhooks.deliveries d
            SET next_attempt_at = now() + make_interval(secs => coalesce(x.delay_ms, 0) / 1000.0),
-               leased_by = NULL
+               leased_by = NULL, leased_until = NULL
           FROM unnest(delivery_ids, delay_ms) AS x(delivery_id, delay_ms)
          WHERE d.id = x.delivery_id AND d.status = 'pending'
            AND d.leased_by = release_deliveries.relay_id
@@ -217,8 +219,8 @@ $$;
 -- Queue depth and disabled endpoints, for the relay's /metrics.
 CREATE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
-    SELECT count(*) FILTER (WHERE d.next_attempt_at <= now()),
-           count(*) FILTER (WHERE d.next_attempt_at > now()),
+    SELECT count(*) FILTER (WHERE d.next_attempt_at <= now() AND coalesce(d.leased_until <= now(), true)),
+           count(*) FILTER (WHERE d.next_attempt_at > now() OR d.leased_until > now()),
            (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled')
       FROM webhooks.deliveries d
      WHERE d.status = 'pending'

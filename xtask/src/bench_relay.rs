@@ -107,6 +107,7 @@ async fn measure_async(options: &Options) -> Result<()> {
         "--max-in-flight-per-endpoint",
         "128",
     ];
+    let cpu_before = CpuSplit::now(None);
     let started = Instant::now();
     let mut relay = Relay::start(&cluster.connstr("bench"), &flags).await?;
     loop {
@@ -127,6 +128,7 @@ async fn measure_async(options: &Options) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drained = started.elapsed();
+    let cpu = CpuSplit::now(Some(relay.pid())).minus(&cpu_before);
     let attempts: i64 = db
         .query_one("SELECT count(*) FROM webhooks.attempts", &[])
         .await?
@@ -137,6 +139,13 @@ async fn measure_async(options: &Options) -> Result<()> {
         "    {delivered:.0} deliveries in {:.2} s = {throughput:.0} deliveries/s ({attempts} attempts recorded, {} requests received)",
         drained.as_secs_f64(),
         receiver.request_count()
+    );
+    println!(
+        "    CPU seconds while draining: PostgreSQL {:.1}, relay {:.1}, receiver {:.1} (of {:.1} available on 2 vCPUs)",
+        cpu.postgres,
+        cpu.relay,
+        cpu.receiver,
+        drained.as_secs_f64() * 2.0
     );
 
     println!(
@@ -272,4 +281,51 @@ async fn emit_steadily(cluster: &Cluster, rate: u32, seconds: u32) -> Result<Vec
         committed.push(task.await??);
     }
     Ok(committed)
+}
+
+/// CPU time used so far by PostgreSQL (every process of the postgres user), the relay and
+/// this process (the receiver), from /proc.
+struct CpuSplit {
+    postgres: f64,
+    relay: f64,
+    receiver: f64,
+}
+
+impl CpuSplit {
+    fn now(relay_pid: Option<u32>) -> CpuSplit {
+        let postgres_pids = std::process::Command::new("ps")
+            .args(["-u", "postgres", "-o", "pid="])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        CpuSplit {
+            postgres: postgres_pids
+                .split_whitespace()
+                .map(|pid| cpu_seconds(pid))
+                .sum(),
+            relay: relay_pid.map_or(0.0, |pid| cpu_seconds(&pid.to_string())),
+            receiver: cpu_seconds("self"),
+        }
+    }
+
+    fn minus(&self, before: &CpuSplit) -> CpuSplit {
+        CpuSplit {
+            postgres: self.postgres - before.postgres,
+            relay: self.relay - before.relay,
+            receiver: self.receiver - before.receiver,
+        }
+    }
+}
+
+/// utime + stime of /proc/<pid>/stat, in seconds (100 ticks a second on Linux).
+fn cpu_seconds(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks: u64 =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
 }
