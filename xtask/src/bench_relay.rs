@@ -299,10 +299,7 @@ impl CpuSplit {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         CpuSplit {
-            postgres: postgres_pids
-                .split_whitespace()
-                .map(|pid| cpu_seconds(pid))
-                .sum(),
+            postgres: postgres_pids.split_whitespace().map(cpu_seconds).sum(),
             relay: relay_pid.map_or(0.0, |pid| cpu_seconds(&pid.to_string())),
             receiver: cpu_seconds("self"),
         }
