@@ -186,6 +186,13 @@ async fn measure_async(options: &Options) -> Result<()> {
     );
 
     relay.stop(Duration::from_secs(20)).await?;
+
+    println!("\n==> 4. claim cost against the size of the backlog (relay stopped)");
+    let (small, large) = claim_cost(&db).await?;
+    println!(
+        "    claiming 500: {small:.2} ms with 1,000 pending, {large:.2} ms with 1,000,000 pending"
+    );
+
     println!("\n| figure | value |\n|---|---|");
     println!("| raw keep-alive requests/s (plain client) | {raw:.0} |");
     println!(
@@ -200,7 +207,53 @@ async fn measure_async(options: &Options) -> Result<()> {
         pct(0.95),
         pct(0.99)
     );
+    println!("| claim of 500, 1k pending / 1M pending | {small:.2} / {large:.2} ms |");
     Ok(())
+}
+
+/// Median time of a claim of 500 (rolled back, so the backlog stays) with 1,000 and then
+/// 1,000,000 deliveries pending for one active endpoint.
+async fn claim_cost(db: &tokio_postgres::Client) -> Result<(f64, f64)> {
+    db.batch_execute(
+        "SELECT webhooks.pause_endpoint(id) FROM webhooks.endpoints;
+         SELECT webhooks.create_endpoint('https://backlog.example.com/hooks', ARRAY['offer.accepted']);
+         SELECT webhooks.emit('offer.accepted', '{\"id\": 1}');",
+    )
+    .await?;
+    // Deliveries of one logged event, as many as needed: claim cost depends on the rows, not
+    // on how many events they came from.
+    let fill = |n: i32| async move {
+        db.execute(
+            "INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+             SELECT (SELECT max(id) FROM webhooks.events), e.id
+               FROM webhooks.endpoints e, generate_series(1, $1) g WHERE e.status = 'active'",
+            &[&n],
+        )
+        .await?;
+        db.batch_execute("VACUUM ANALYZE webhooks.deliveries")
+            .await?;
+        anyhow::Ok(())
+    };
+    let measure = || async {
+        let mut times = Vec::new();
+        for _ in 0..15 {
+            let started = Instant::now();
+            db.batch_execute(
+                "BEGIN;
+                 SELECT count(*) FROM webhooks.claim_deliveries('bench', 500, interval '1 minute');
+                 ROLLBACK;",
+            )
+            .await?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        anyhow::Ok(times[times.len() / 2])
+    };
+    fill(1_000).await?;
+    let small = measure().await?;
+    fill(999_000).await?;
+    let large = measure().await?;
+    Ok((small, large))
 }
 
 /// Requests per second a plain keep-alive client gets from the receiver.
