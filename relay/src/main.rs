@@ -77,8 +77,14 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     let (reports, received) = mpsc::channel(4 * config.concurrency as usize);
+    // The recorder has a connection of its own: PostgreSQL runs one connection's statements
+    // one after another, and a claim must not queue behind a batch of records.
+    let recorder_db = Arc::new(db::Database::new(
+        config.database_url.clone(),
+        relay_id.clone(),
+    ));
     let recorder = tokio::spawn(recorder::run(
-        db.clone(),
+        recorder_db,
         state.clone(),
         received,
         shutdown.clone(),
