@@ -83,16 +83,7 @@ async fn measure_async(options: &Options) -> Result<()> {
         .await?;
     }
     let events = (options.backlog / 4) as i32;
-    db.execute(
-        "SELECT webhooks.emit('application.submitted', jsonb_build_object(
-            'id', g, 'candidate', jsonb_build_object('id', g % 1000, 'name', 'Candidate ' || g, 'email', 'c' || g || '@example.com'),
-            'job_posting', jsonb_build_object('id', g % 50, 'title', 'Senior Engineer'),
-            'current_stage', 'Applied', 'submitted_at', webhooks.iso8601(now()),
-            'rejected', false, 'withdrawn', false, 'offered', false))
-           FROM generate_series(1, $1) g",
-        &[&events],
-    )
-    .await?;
+    queue_backlog(&db, events).await?;
     receiver.forget_requests();
     let ca = receiver.ca_file();
     let flags = [
@@ -110,24 +101,7 @@ async fn measure_async(options: &Options) -> Result<()> {
     let cpu_before = CpuSplit::now(None);
     let started = Instant::now();
     let mut relay = Relay::start(&cluster.connstr("bench"), &flags).await?;
-    loop {
-        let pending: i64 = db
-            .query_one(
-                "SELECT count(*) FROM webhooks.deliveries WHERE status = 'pending'",
-                &[],
-            )
-            .await?
-            .get(0);
-        if pending == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "drain took over 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let drained = started.elapsed();
+    let drained = wait_drained(&db, started).await?;
     let cpu = CpuSplit::now(Some(relay.pid())).minus(&cpu_before);
     let attempts: i64 = db
         .query_one("SELECT count(*) FROM webhooks.attempts", &[])
@@ -185,6 +159,21 @@ async fn measure_async(options: &Options) -> Result<()> {
         latencies.last().copied().unwrap_or(f64::NAN)
     );
 
+    println!("\n==> 2b. the same backlog drained by two relays");
+    db.batch_execute(
+        "SELECT webhooks.pause_endpoint(id) FROM webhooks.endpoints WHERE url LIKE '%/latency';
+         SELECT webhooks.resume_endpoint(id) FROM webhooks.endpoints WHERE url LIKE '%/throughput/%';",
+    )
+    .await?;
+    queue_backlog(&db, events).await?;
+    let started = Instant::now();
+    let mut second = Relay::start(&cluster.connstr("bench"), &flags).await?;
+    let two = delivered / wait_drained(&db, started).await?.as_secs_f64();
+    println!(
+        "    {two:.0} deliveries/s with two relays ({:.2}× one relay)",
+        two / throughput
+    );
+    second.stop(Duration::from_secs(20)).await?;
     relay.stop(Duration::from_secs(20)).await?;
 
     println!("\n==> 4. claim cost against the size of the backlog (relay stopped)");
@@ -200,6 +189,10 @@ async fn measure_async(options: &Options) -> Result<()> {
         options.backlog
     );
     println!("| ratio relay / raw | {:.2} |", throughput / raw);
+    println!(
+        "| two relays: deliveries/s (× one relay) | {two:.0} ({:.2}×) |",
+        two / throughput
+    );
     println!(
         "| latency p50 / p95 / p99 at {}/s | {:.1} / {:.1} / {:.1} ms |",
         options.rate,
@@ -254,6 +247,42 @@ async fn claim_cost(db: &tokio_postgres::Client) -> Result<(f64, f64)> {
     fill(999_000).await?;
     let large = measure().await?;
     Ok((small, large))
+}
+
+/// Queue `events` application events for the subscribed endpoints, in one transaction.
+async fn queue_backlog(db: &tokio_postgres::Client, events: i32) -> Result<()> {
+    db.execute(
+        "SELECT webhooks.emit('application.submitted', jsonb_build_object(
+            'id', g, 'candidate', jsonb_build_object('id', g % 1000, 'name', 'Candidate ' || g, 'email', 'c' || g || '@example.com'),
+            'job_posting', jsonb_build_object('id', g % 50, 'title', 'Senior Engineer'),
+            'current_stage', 'Applied', 'submitted_at', webhooks.iso8601(now()),
+            'rejected', false, 'withdrawn', false, 'offered', false))
+           FROM generate_series(1, $1) g",
+        &[&events],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Wait until nothing is pending; returns the time since `started`.
+async fn wait_drained(db: &tokio_postgres::Client, started: Instant) -> Result<Duration> {
+    loop {
+        let pending: i64 = db
+            .query_one(
+                "SELECT count(*) FROM webhooks.deliveries WHERE status = 'pending'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if pending == 0 {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "drain took over 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Requests per second a plain keep-alive client gets from the receiver.
