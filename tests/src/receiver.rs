@@ -300,8 +300,13 @@ async fn handle(
         .expect("scripted reply is a valid response"))
 }
 
-/// POST `body` to `url` trusting only `ca_pem`; returns the status code and response body.
-pub async fn https_post(url: &str, ca_pem: &str, body: &str) -> Result<(u16, String)> {
+/// An HTTPS client (keep-alive, HTTP/1.1) that trusts only `ca_pem`.
+pub type TestClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+pub fn https_client(ca_pem: &str) -> Result<TestClient> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile_certs(ca_pem)? {
         roots.add(cert)?;
@@ -316,8 +321,16 @@ pub async fn https_post(url: &str, ca_pem: &str, body: &str) -> Result<(u16, Str
         .https_only()
         .enable_http1()
         .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<Bytes>>(https);
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(16)
+            .build(https),
+    )
+}
+
+/// POST `body` to `url` trusting only `ca_pem`; returns the status code and response body.
+pub async fn https_post(url: &str, ca_pem: &str, body: &str) -> Result<(u16, String)> {
+    let client = https_client(ca_pem)?;
     let request = Request::post(url)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())))?;

@@ -287,23 +287,7 @@ async fn wait_drained(db: &tokio_postgres::Client, started: Instant) -> Result<D
 
 /// Requests per second a plain keep-alive client gets from the receiver.
 async fn raw_capacity(receiver: &Receiver, window: Duration) -> Result<f64> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut receiver.ca_pem().as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(16)
-        .build::<_, Full<Bytes>>(https);
+    let client = e2e::receiver::https_client(receiver.ca_pem())?;
     let body = Bytes::from(format!(
         "{{\"event\":\"application.submitted\",\"data\":\"{}\"}}",
         "x".repeat(350)
