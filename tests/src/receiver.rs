@@ -2,7 +2,7 @@
 //!
 //! Its certificate is signed by a throwaway CA made at start-up (rcgen); `ca_file()` is what
 //! the relay is told to trust. Every request is recorded (method, path, headers, raw body);
-//! replies come from a script queue and default to `200 OK` once the queue is empty.
+//! replies come from a script queue, then from a default reply (`200 OK` unless a test sets one).
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -77,6 +77,8 @@ impl Reply {
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     script: Mutex<VecDeque<Reply>>,
+    /// The answer once the script is used up (`200 OK` unless a test changes it).
+    default_reply: Mutex<Option<Reply>>,
     /// When set, connections bypass HTTP: the request is read and these bytes are written
     /// back as they are, then the connection is closed (garbage, truncated responses).
     raw: Mutex<Option<Vec<u8>>>,
@@ -125,6 +127,11 @@ impl Receiver {
     /// Queue replies for the next requests, in order.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.script.lock().unwrap().extend(replies);
+    }
+
+    /// Answer every request the script does not cover with `reply` (instead of `200 OK`).
+    pub fn answer_by_default(&self, reply: Reply) {
+        *self.shared.default_reply.lock().unwrap() = Some(reply);
     }
 
     /// Answer every connection from now on with exactly `bytes`, then close it (None: HTTP again).
@@ -287,6 +294,7 @@ async fn handle(
         .lock()
         .unwrap()
         .pop_front()
+        .or_else(|| shared.default_reply.lock().unwrap().clone())
         .unwrap_or_else(|| Reply::status(200));
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;

@@ -30,7 +30,7 @@ async fn two_relays_on_one_database_send_each_delivery_once() {
     // A receiver that takes a few milliseconds keeps both relays busy at once.
     stage
         .receiver
-        .script((0..300).map(|_| Reply::status(200).with_delay(Duration::from_millis(5))));
+        .answer_by_default(Reply::status(200).with_delay(Duration::from_millis(5)));
     let small = [
         "--concurrency",
         "16",
