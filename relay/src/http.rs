@@ -57,7 +57,7 @@ impl HttpClient {
     pub fn new(
         extra_ca_file: Option<&Path>,
         timeout: Duration,
-        pool_per_host: usize,
+        idle_per_host: usize,
         policy: NetworkPolicy,
     ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
@@ -100,7 +100,7 @@ impl HttpClient {
             .enable_http1()
             .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(pool_per_host)
+            .pool_max_idle_per_host(idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
             .build(https);
         Ok(HttpClient {

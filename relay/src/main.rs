@@ -54,7 +54,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let http = http::HttpClient::new(
         config.ca_file.as_deref(),
         config.request_timeout,
-        config.max_in_flight_per_endpoint as usize,
+        // Idle connections are pooled per host, and several endpoints often share one host
+        // (one receiver, several paths): keep as many as can be in flight at all, or every
+        // burst past the cap would pay for fresh TLS handshakes.
+        config.concurrency as usize,
         guard::NetworkPolicy::new(config.allow_networks.clone()),
     )
     .context("setting up the HTTPS client")?;

@@ -82,6 +82,8 @@ struct Shared {
     /// When set, connections bypass HTTP: the request is read and these bytes are written
     /// back as they are, then the connection is closed (garbage, truncated responses).
     raw: Mutex<Option<Vec<u8>>>,
+    /// TLS connections accepted so far: how well clients reuse their connections.
+    connections: std::sync::atomic::AtomicUsize,
     arrived: Notify,
 }
 
@@ -142,6 +144,13 @@ impl Receiver {
     /// Drop what has been recorded so far (benchmarks reuse one receiver for several phases).
     pub fn forget_requests(&self) {
         self.shared.requests.lock().unwrap().clear();
+    }
+
+    /// TLS connections accepted since the receiver started.
+    pub fn connection_count(&self) -> usize {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn request_count(&self) -> usize {
@@ -206,6 +215,9 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<S
             let Ok(tls) = acceptor.accept(socket).await else {
                 return;
             };
+            shared
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let raw = shared.raw.lock().unwrap().clone();
             if let Some(bytes) = raw {
                 answer_raw(tls, &bytes, &shared).await;

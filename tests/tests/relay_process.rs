@@ -74,6 +74,42 @@ async fn two_relays_on_one_database_send_each_delivery_once() {
 }
 
 #[tokio::test]
+async fn endpoints_on_one_host_share_a_pool_of_kept_alive_connections() {
+    let stage = Stage::new().await.unwrap();
+    for n in 1..=4 {
+        stage
+            .endpoint(&format!("/shared-host/{n}"), &["application.*"], "")
+            .await
+            .unwrap();
+    }
+    stage
+        .receiver
+        .answer_by_default(Reply::status(200).with_delay(Duration::from_millis(2)));
+    let _relay = stage
+        .relay(&[
+            "--concurrency",
+            "8",
+            "--batch-size",
+            "8",
+            "--max-in-flight-per-endpoint",
+            "2",
+        ])
+        .await
+        .unwrap();
+    stage.emit_many("application.submitted", 200).await.unwrap();
+
+    stage.receiver.wait_for(800, WAIT).await;
+    // At most 8 requests are ever in flight. A pool that kept only one endpoint's share of
+    // idle connections for the shared host would drop the rest after every burst and open
+    // (and TLS-handshake) hundreds of connections; racing connects may add a few.
+    let connections = stage.receiver.connection_count();
+    assert!(
+        connections <= 16,
+        "800 deliveries over 8 concurrent requests opened {connections} connections"
+    );
+}
+
+#[tokio::test]
 async fn a_crashed_relays_delivery_is_sent_by_another_relay_once_its_lease_runs_out() {
     let stage = Stage::new().await.unwrap();
     let (endpoint, _) = stage.endpoint("/hang", &["offer.*"], "").await.unwrap();

@@ -15,8 +15,17 @@ mod run;
 mod setup;
 mod suite;
 
+const USAGE: &str = "usage: cargo xtask <demo|test|setup|bench tracking|bench relay>
+  test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it
+  bench tracking [--seconds N] [--rounds N] [--clients N]
+  bench relay [--backlog N] [--rate N] [--seconds N]";
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return std::process::ExitCode::SUCCESS;
+    }
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup::ensure_all(),
         Some("test") => setup::ensure_all().and_then(|()| suite::run(&args[1..])),
@@ -38,7 +47,7 @@ fn main() -> std::process::ExitCode {
             setup::ensure_all().and_then(|()| bench_tracking::run(&options))
         }
         _ => {
-            eprintln!("usage: cargo xtask <demo|test|setup|bench tracking>\n  test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it\n  bench tracking [--seconds N] [--rounds N] [--clients N]\n  bench relay [--backlog N] [--rate N] [--seconds N]");
+            eprintln!("{USAGE}");
             return std::process::ExitCode::from(2);
         }
     };
