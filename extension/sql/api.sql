@@ -417,7 +417,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
 DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
 BEGIN
-    -- Attempts go with their deliveries, subscriptions by ON DELETE CASCADE; the log stays.
+    -- Attempts and deliveries go with the endpoint, subscriptions by ON DELETE CASCADE; the
+    -- log stays. The row lock taken above keeps record_attempts from adding attempts meanwhile.
+    DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;
     PERFORM webhooks.record_history(ep.id, 'deleted',

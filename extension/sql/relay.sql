@@ -10,9 +10,13 @@
 CREATE FUNCTION webhooks.max_attempts() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN 7;
 
+-- The rules below are called once per attempt inside record_attempts' statement. They have
+-- no SET clause (and name everything with its schema) so that the planner inlines them: a SET
+-- clause would make every call save and restore search_path.
+
 -- How long to wait after failed attempt n before attempt n + 1; NULL once attempts run out.
 CREATE FUNCTION webhooks.retry_delay(failed_attempt integer) RETURNS interval
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT (ARRAY[interval '1 minute', interval '5 minutes', interval '30 minutes',
                   interval '2 hours', interval '8 hours', interval '16 hours'])[failed_attempt]
 $$;
@@ -25,7 +29,7 @@ $$;
 --                                    retry, until max_attempts() is reached
 CREATE FUNCTION webhooks.attempt_outcome(response_status integer, permanent boolean,
                                          attempt_number integer) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN response_status BETWEEN 200 AND 299 THEN 'succeeded'
         WHEN coalesce(permanent, false) THEN 'failed'
@@ -49,7 +53,11 @@ CREATE FUNCTION webhooks.claim_deliveries(
 ) RETURNS TABLE (delivery_id bigint, event_id bigint, endpoint_id bigint, attempt_number integer,
                  event_type text, body text, url text, secret text, rate_limit integer,
                  lease_expires_at timestamptz)
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+-- PL/pgSQL rather than SQL: the statement's plan is then cached for the session, where a SQL
+-- function would parse and plan it again on every call.
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+BEGIN
+    RETURN QUERY
     WITH claimed AS (
         -- Visit the active endpoints in random order (fair across claims, and the scan can stop
         -- as soon as max_deliveries rows are found) and take each one's oldest due deliveries:
@@ -59,28 +67,29 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
         --   * FOR UPDATE SKIP LOCKED, so concurrent relays split the work instead of queueing
         --     behind each other's row locks.
         -- Paused and disabled endpoints are not visited: their deliveries wait for resume.
-        SELECT d.id
+        SELECT d.ctid
           FROM (SELECT e.id, e.rate_limit FROM webhooks.endpoints e
                  WHERE e.status = 'active' ORDER BY random()) e
           LEFT JOIN unnest(busy_endpoints, busy_in_flight) AS busy(endpoint_id, in_flight)
                  ON busy.endpoint_id = e.id
           CROSS JOIN LATERAL (
-              SELECT d.id FROM webhooks.deliveries d
+              SELECT d.ctid FROM webhooks.deliveries d
                WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()
                  AND (d.leased_until IS NULL OR d.leased_until <= now())
                ORDER BY d.next_attempt_at
                LIMIT greatest(least(per_endpoint - coalesce(busy.in_flight, 0),
                                     coalesce(e.rate_limit, per_endpoint)), 0)
                FOR UPDATE OF d SKIP LOCKED) d
-         LIMIT max_deliveries
+         LIMIT claim_deliveries.max_deliveries
     ), leased AS (
         -- The lease is a visibility timeout: the rows are not claimed again until it runs out,
         -- so no other relay sends them meanwhile, and if this relay dies they come back by
         -- themselves. record_attempts() or release_deliveries() ends the lease early.
+        -- The rows are found again by their physical address (stable: they are locked), a
+        -- TID scan, instead of a join that the planner may turn into a scan of the table.
         UPDATE webhooks.deliveries d
-           SET leased_until = now() + lease, leased_by = relay_id
-          FROM claimed
-         WHERE d.id = claimed.id
+           SET leased_until = now() + claim_deliveries.lease, leased_by = claim_deliveries.relay_id
+         WHERE d.ctid = ANY (ARRAY(SELECT claimed.ctid FROM claimed))
         RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.leased_until
     )
     -- The body is rendered here once, byte for byte what is signed and sent.
@@ -91,7 +100,8 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
            e.url, e.secret, e.rate_limit, l.leased_until
       FROM leased l
       JOIN webhooks.events ev ON ev.id = l.event_id
-      JOIN webhooks.endpoints e ON e.id = l.endpoint_id
+      JOIN webhooks.endpoints e ON e.id = l.endpoint_id;
+END
 $$;
 
 ------------------------------------------------------------------------------------------
@@ -116,6 +126,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass [{"delivery_id": 1, "attempt_number": 1, ...}], one object per attempt.';
     END IF;
+
+    -- Hold off delete_endpoint (which locks the endpoint row FOR UPDATE) until this batch is
+    -- recorded, so that no attempt outlives its endpoint; a delete that won the race has
+    -- already removed the deliveries, and their attempts are dropped below.
+    PERFORM FROM webhooks.endpoints e
+     WHERE e.id IN (SELECT d.endpoint_id FROM webhooks.deliveries d
+                     WHERE d.id IN (SELECT (a->>'delivery_id')::bigint
+                                      FROM jsonb_array_elements(record_attempts.attempts) a))
+       FOR KEY SHARE OF e;
 
     WITH reported AS (
         SELECT r.*, d.endpoint_id,

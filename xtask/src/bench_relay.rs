@@ -63,6 +63,9 @@ async fn measure_async(options: &Options) -> Result<()> {
     let cluster = Cluster::start_durable()?;
     cluster.create_database_with_extension("bench").await?;
     let db = cluster.connect("bench").await?;
+    // Time spent in each SQL function, printed at the end (pg_stat_user_functions).
+    db.batch_execute("ALTER DATABASE bench SET track_functions = 'all'")
+        .await?;
     let receiver = Receiver::start().await?;
 
     println!(
@@ -101,7 +104,7 @@ async fn measure_async(options: &Options) -> Result<()> {
     let cpu_before = CpuSplit::now(None);
     let started = Instant::now();
     let mut relay = Relay::start(&cluster.connstr("bench"), &flags).await?;
-    let drained = wait_drained(&db, started).await?;
+    let drained = wait_drained(&db, &receiver, backlog_size(events), started).await?;
     let cpu = CpuSplit::now(Some(relay.pid())).minus(&cpu_before);
     let attempts: i64 = db
         .query_one("SELECT count(*) FROM webhooks.attempts", &[])
@@ -166,15 +169,21 @@ async fn measure_async(options: &Options) -> Result<()> {
     )
     .await?;
     queue_backlog(&db, events).await?;
+    receiver.forget_requests();
     let started = Instant::now();
     let mut second = Relay::start(&cluster.connstr("bench"), &flags).await?;
-    let two = delivered / wait_drained(&db, started).await?.as_secs_f64();
+    let two = delivered
+        / wait_drained(&db, &receiver, backlog_size(events), started)
+            .await?
+            .as_secs_f64();
     println!(
         "    {two:.0} deliveries/s with two relays ({:.2}× one relay)",
         two / throughput
     );
     second.stop(Duration::from_secs(20)).await?;
     relay.stop(Duration::from_secs(20)).await?;
+
+    print_function_times(&db).await?;
 
     println!("\n==> 4. claim cost against the size of the backlog (relay stopped)");
     let (small, large) = claim_cost(&db).await?;
@@ -201,6 +210,30 @@ async fn measure_async(options: &Options) -> Result<()> {
         pct(0.99)
     );
     println!("| claim of 500, 1k pending / 1M pending | {small:.2} / {large:.2} ms |");
+    Ok(())
+}
+
+/// Where PostgreSQL spent the relays' time, per delivery attempted in phases 2, 2b and 3.
+async fn print_function_times(db: &tokio_postgres::Client) -> Result<()> {
+    // Relays that just disconnected have flushed their statistics; give the collector a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows = db
+        .query(
+            "SELECT f.funcname::text, f.calls, f.total_time,
+                    f.total_time * 1000 / (SELECT count(*) FROM webhooks.attempts)
+               FROM pg_stat_user_functions f
+              WHERE f.schemaname = 'webhooks'
+                AND f.funcname IN ('claim_deliveries', 'record_attempts')
+              ORDER BY f.total_time DESC",
+            &[],
+        )
+        .await?;
+    println!("\n==> time inside the relay's SQL functions (all phases so far)");
+    for row in rows {
+        let (name, calls, total, per): (String, i64, f64, f64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        println!("    {name:<17} {calls:>6} calls  {total:>8.0} ms  {per:>6.1} µs per attempt");
+    }
     Ok(())
 }
 
@@ -264,24 +297,37 @@ async fn queue_backlog(db: &tokio_postgres::Client, events: i32) -> Result<()> {
     Ok(())
 }
 
-/// Wait until nothing is pending; returns the time since `started`.
-async fn wait_drained(db: &tokio_postgres::Client, started: Instant) -> Result<Duration> {
+fn backlog_size(events: i32) -> usize {
+    events as usize * 4
+}
+
+/// Wait until the receiver has seen `requests` and nothing is pending any more (every attempt
+/// recorded); returns the time since `started`. The database is asked only once the requests
+/// are in, so that the waiting does not load it during the drain.
+async fn wait_drained(
+    db: &tokio_postgres::Client,
+    receiver: &Receiver,
+    requests: usize,
+    started: Instant,
+) -> Result<Duration> {
+    let give_up = Duration::from_secs(600);
+    while receiver.request_count() < requests {
+        anyhow::ensure!(started.elapsed() < give_up, "drain took over 10 minutes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     loop {
-        let pending: i64 = db
+        let pending: bool = db
             .query_one(
-                "SELECT count(*) FROM webhooks.deliveries WHERE status = 'pending'",
+                "SELECT EXISTS (SELECT FROM webhooks.deliveries WHERE status = 'pending')",
                 &[],
             )
             .await?
             .get(0);
-        if pending == 0 {
+        if !pending {
             return Ok(started.elapsed());
         }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "drain took over 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        anyhow::ensure!(started.elapsed() < give_up, "drain took over 10 minutes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -352,6 +398,14 @@ async fn emit_steadily(cluster: &Cluster, rate: u32, seconds: u32) -> Result<Vec
 /// CPU time used so far by PostgreSQL (every process of the postgres user), the relay and
 /// this process (the receiver), from /proc.
 struct CpuSplit {
+    /// CPU seconds of every process of the postgres user, by pid.
+    postgres: std::collections::HashMap<String, f64>,
+    relay: f64,
+    receiver: f64,
+}
+
+/// CPU seconds spent between two [`CpuSplit`]s.
+struct CpuSpent {
     postgres: f64,
     relay: f64,
     receiver: f64,
@@ -365,15 +419,24 @@ impl CpuSplit {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
         CpuSplit {
-            postgres: postgres_pids.split_whitespace().map(cpu_seconds).sum(),
+            postgres: postgres_pids
+                .split_whitespace()
+                .map(|pid| (pid.to_string(), cpu_seconds(pid)))
+                .collect(),
             relay: relay_pid.map_or(0.0, |pid| cpu_seconds(&pid.to_string())),
             receiver: cpu_seconds("self"),
         }
     }
 
-    fn minus(&self, before: &CpuSplit) -> CpuSplit {
-        CpuSplit {
-            postgres: self.postgres - before.postgres,
+    /// Per process, so that backends which started or ended in between count for what they
+    /// used in between.
+    fn minus(&self, before: &CpuSplit) -> CpuSpent {
+        CpuSpent {
+            postgres: self
+                .postgres
+                .iter()
+                .map(|(pid, now)| now - before.postgres.get(pid).copied().unwrap_or(0.0))
+                .sum(),
             relay: self.relay - before.relay,
             receiver: self.receiver - before.receiver,
         }
