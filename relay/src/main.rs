@@ -23,6 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
+// Every delivery allocates and frees its request, body and report on several worker threads;
+// glibc's allocator spent about a sixth of the relay's CPU on that under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = config::Config::parse();
