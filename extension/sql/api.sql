@@ -74,7 +74,9 @@ LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
 DECLARE
     locked webhooks.endpoints;
 BEGIN
-    SELECT * INTO locked FROM webhooks.endpoints e WHERE e.id = lock_endpoint.endpoint_id FOR UPDATE;
+    -- NO KEY UPDATE: admin changes queue behind each other, but not behind record_attempts'
+    -- KEY SHARE locks, so two relays disabling one endpoint at once cannot deadlock.
+    SELECT * INTO locked FROM webhooks.endpoints e WHERE e.id = lock_endpoint.endpoint_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
             USING ERRCODE = 'no_data_found',
@@ -418,7 +420,9 @@ DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
 BEGIN
     -- Attempts and deliveries go with the endpoint, subscriptions by ON DELETE CASCADE; the
-    -- log stays. The row lock taken above keeps record_attempts from adding attempts meanwhile.
+    -- log stays. The FOR UPDATE lock waits out record_attempts batches in progress (they hold
+    -- KEY SHARE on their endpoints) and keeps new ones from adding attempts meanwhile.
+    PERFORM FROM webhooks.endpoints e WHERE e.id = ep.id FOR UPDATE;
     DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;

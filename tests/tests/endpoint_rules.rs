@@ -266,3 +266,47 @@ async fn a_rate_limited_endpoint_never_exceeds_its_rate_and_does_not_hold_up_oth
         .unwrap();
     assert_eq!(all, 15);
 }
+
+/// record_attempts holds KEY SHARE on the endpoints of its batch. Disabling (as two relays may
+/// do at once) must not wait for that, or two recorders could deadlock; deleting must wait, so
+/// that no attempt outlives its endpoint.
+#[tokio::test]
+async fn a_recorders_endpoint_lock_lets_disable_through_and_holds_delete_back() {
+    let stage = Stage::new().await.unwrap();
+    let (endpoint, _) = stage.endpoint("/locks", &["offer.*"], "").await.unwrap();
+    let recorder = stage.cluster.connect("app").await.unwrap();
+    recorder
+        .batch_execute(&format!(
+            "BEGIN; SELECT FROM webhooks.endpoints WHERE id = {endpoint} FOR KEY SHARE"
+        ))
+        .await
+        .unwrap();
+    let admin = stage.cluster.connect("app").await.unwrap();
+    admin
+        .batch_execute("SET lock_timeout = '2s'")
+        .await
+        .unwrap();
+
+    admin
+        .execute(
+            "SELECT webhooks.disable_endpoint($1, 'failing')",
+            &[&endpoint],
+        )
+        .await
+        .expect("disable does not wait for the recorder");
+    let blocked = admin
+        .execute("SELECT webhooks.delete_endpoint($1)", &[&endpoint])
+        .await
+        .expect_err("delete waits for the recorder");
+    assert_eq!(
+        blocked.code(),
+        Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE),
+        "unexpected error: {blocked:?}"
+    );
+
+    recorder.batch_execute("COMMIT").await.unwrap();
+    admin
+        .execute("SELECT webhooks.delete_endpoint($1)", &[&endpoint])
+        .await
+        .unwrap();
+}
