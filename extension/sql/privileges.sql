@@ -45,6 +45,7 @@ TO webhooks_reader;
 GRANT EXECUTE ON FUNCTION
     webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]),
     webhooks.record_attempts(text, jsonb),
+    webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], jsonb[], integer[], text[], text[], double precision[], boolean[]),
     webhooks.queue_stats(),
     webhooks.release_deliveries(text, bigint[], double precision[]),
     webhooks.set_relay_asleep(text, boolean),
@@ -85,6 +86,7 @@ COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it 
 COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
 COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (other 4xx except 408/429, a refused target, or the last attempt) or retry (3xx, 408, 429, 5xx, timeouts, network and TLS errors).';
 COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
+COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], jsonb[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
 COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures. Returns the count of each outcome.';
 COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, and disabled endpoints (the relay''s /metrics).';
 COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give leased deliveries back unattempted, due again after delay_ms.';

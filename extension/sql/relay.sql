@@ -108,42 +108,61 @@ $$;
 -- Record and release
 ------------------------------------------------------------------------------------------
 
--- attempts: a JSON array with one object per attempt:
---   {"delivery_id", "attempt_number", "started_at", "duration_ms", "request_headers",
---    "response_status", "response_body", "error", "retry_after_seconds", "permanent"}
+-- The relay's form: one array per field, element i of each describing attempt i. Typed
+-- arrays travel in binary and need no parsing, which matters at thousands of attempts a second.
 -- Returns how many of the attempts succeeded, will be retried, and failed for good.
-CREATE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb)
-RETURNS TABLE (succeeded integer, retried integer, failed integer)
+CREATE FUNCTION webhooks.record_attempts(
+    relay_id            text,
+    delivery_ids        bigint[],
+    attempt_numbers     integer[],
+    started_ats         timestamptz[],
+    durations_ms        double precision[],
+    headers             jsonb[],
+    response_statuses   integer[],
+    response_bodies     text[],
+    errors              text[],
+    retry_afters_seconds double precision[],
+    permanents          boolean[]
+) RETURNS TABLE (succeeded integer, retried integer, failed integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
 DECLARE
+    n               integer := coalesce(cardinality(delivery_ids), 0);
     outcomes        text[];
     gone_endpoints  bigint[];
     retry_endpoints bigint[];
     failing         record;
 BEGIN
-    IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
-        RAISE EXCEPTION 'attempts must be a JSON array, not %', coalesce(jsonb_typeof(attempts), 'NULL')
+    IF EXISTS (SELECT FROM unnest(ARRAY[cardinality(attempt_numbers), cardinality(started_ats),
+                                        cardinality(durations_ms), cardinality(headers),
+                                        cardinality(response_statuses), cardinality(response_bodies),
+                                        cardinality(errors), cardinality(retry_afters_seconds),
+                                        cardinality(permanents)]) AS c(length)
+                WHERE coalesce(c.length, 0) <> n) THEN
+        RAISE EXCEPTION 'the attempt arrays differ in length (% delivery ids)', n
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass [{"delivery_id": 1, "attempt_number": 1, ...}], one object per attempt.';
+                  HINT = 'Element i of every array describes attempt i; pass NULL elements for absent values.';
+    END IF;
+    IF array_position(delivery_ids, NULL) IS NOT NULL OR array_position(attempt_numbers, NULL) IS NOT NULL
+       OR array_position(started_ats, NULL) IS NOT NULL OR array_position(durations_ms, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'every attempt needs delivery_id, attempt_number, started_at and duration_ms'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Only headers, response status, body, error, retry-after and permanent may be NULL.';
     END IF;
 
     -- Hold off delete_endpoint (which locks the endpoint row FOR UPDATE) until this batch is
     -- recorded, so that no attempt outlives its endpoint; a delete that won the race has
     -- already removed the deliveries, and their attempts are dropped below.
     PERFORM FROM webhooks.endpoints e
-     WHERE e.id IN (SELECT d.endpoint_id FROM webhooks.deliveries d
-                     WHERE d.id IN (SELECT (a->>'delivery_id')::bigint
-                                      FROM jsonb_array_elements(record_attempts.attempts) a))
+     WHERE e.id IN (SELECT d.endpoint_id FROM webhooks.deliveries d WHERE d.id = ANY (delivery_ids))
        FOR KEY SHARE OF e;
 
     WITH reported AS (
         SELECT r.*, d.endpoint_id,
                webhooks.attempt_outcome(r.response_status, r.permanent, r.attempt_number) AS outcome
-          FROM jsonb_to_recordset(attempts) AS r(
-                   delivery_id bigint, attempt_number integer, started_at timestamptz,
-                   duration_ms double precision, request_headers jsonb, response_status integer,
-                   response_body text, error text, retry_after_seconds double precision,
-                   permanent boolean)
+          FROM unnest(delivery_ids, attempt_numbers, started_ats, durations_ms, headers,
+                      response_statuses, response_bodies, errors, retry_afters_seconds, permanents)
+               AS r(delivery_id, attempt_number, started_at, duration_ms, request_headers,
+                    response_status, response_body, error, retry_after_seconds, permanent)
           -- A delivery deleted with its endpoint meanwhile has nothing left to record into.
           JOIN webhooks.deliveries d ON d.id = r.delivery_id
     ), logged AS (
@@ -206,6 +225,38 @@ BEGIN
            count(*) FILTER (WHERE o = 'retry')::integer,
            count(*) FILTER (WHERE o = 'failed')::integer
       FROM unnest(outcomes) o;
+END
+$$;
+
+-- The same from psql or a relay of your own: a JSON array with one object per attempt,
+--   {"delivery_id", "attempt_number", "started_at", "duration_ms", "request_headers",
+--    "response_status", "response_body", "error", "retry_after_seconds", "permanent"},
+-- unpacked into the arrays above.
+CREATE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb)
+RETURNS TABLE (succeeded integer, retried integer, failed integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+BEGIN
+    IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
+        RAISE EXCEPTION 'attempts must be a JSON array, not %', coalesce(jsonb_typeof(attempts), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass [{"delivery_id": 1, "attempt_number": 1, ...}], one object per attempt.';
+    END IF;
+    -- The aggregates of one query see the rows in the same order, so the arrays line up.
+    RETURN QUERY
+    SELECT o.*
+      FROM (SELECT array_agg(r.delivery_id) AS ids, array_agg(r.attempt_number) AS numbers,
+                   array_agg(r.started_at) AS starts, array_agg(r.duration_ms) AS durations,
+                   array_agg(r.request_headers) AS headers, array_agg(r.response_status) AS statuses,
+                   array_agg(r.response_body) AS bodies, array_agg(r.error) AS errors,
+                   array_agg(r.retry_after_seconds) AS retry_afters, array_agg(r.permanent) AS permanents
+              FROM jsonb_to_recordset(attempts) AS r(
+                       delivery_id bigint, attempt_number integer, started_at timestamptz,
+                       duration_ms double precision, request_headers jsonb, response_status integer,
+                       response_body text, error text, retry_after_seconds double precision,
+                       permanent boolean)) a
+     CROSS JOIN LATERAL webhooks.record_attempts(record_attempts.relay_id, a.ids, a.numbers, a.starts,
+                                                 a.durations, a.headers, a.statuses, a.bodies,
+                                                 a.errors, a.retry_afters, a.permanents) o;
 END
 $$;
 

@@ -46,6 +46,7 @@ mod tests {
     include!("tests/endpoints.rs");
     include!("tests/events.rs");
     include!("tests/privileges.rs");
+    include!("tests/relay.rs");
     include!("tests/secrets.rs");
 }
 

@@ -1,0 +1,77 @@
+// The relay's SQL: record_attempts in both its forms (typed arrays, as webhook-relay sends
+// them, and JSON, for psql and other relays).
+
+/// One pending delivery per endpoint for a fresh event; returns the delivery ids in endpoint order.
+fn two_deliveries() -> (i64, i64) {
+    endpoint("first", "ARRAY['offer.accepted']");
+    endpoint("second", "ARRAY['offer.accepted']");
+    run("SELECT webhooks.emit('offer.accepted', '{\"id\": 7}')");
+    (
+        one("SELECT min(id) FROM webhooks.deliveries"),
+        one("SELECT max(id) FROM webhooks.deliveries"),
+    )
+}
+
+#[pg_test]
+fn record_attempts_takes_json_or_typed_arrays_and_records_the_same() {
+    let (ok, retry) = two_deliveries();
+    let json = one::<String>(&format!(
+        r#"SELECT concat_ws(',', succeeded, retried, failed) FROM webhooks.record_attempts('r1', '[{{
+            "delivery_id": {ok}, "attempt_number": 1, "started_at": "2026-11-22T10:00:00Z",
+            "duration_ms": 12.5, "request_headers": {{"X-Webhook-Id": "1"}}, "response_status": 200,
+            "response_body": "ok", "error": null, "retry_after_seconds": null, "permanent": false}}]')"#
+    ));
+    assert_eq!(json, "1,0,0");
+    let arrays = one::<String>(&format!(
+        "SELECT concat_ws(',', succeeded, retried, failed) FROM webhooks.record_attempts('r2',
+            ARRAY[{retry}], ARRAY[1], ARRAY[timestamptz '2026-11-22T10:00:01Z'], ARRAY[3.0::float8],
+            ARRAY['{{\"X-Webhook-Id\": \"1\"}}'::jsonb], ARRAY[503], ARRAY['busy'], ARRAY[NULL::text],
+            ARRAY[NULL::float8], ARRAY[false])"
+    ));
+    assert_eq!(arrays, "0,1,0");
+
+    let attempts = one::<String>(
+        "SELECT string_agg(concat_ws(' ', relay_id, attempt_number, started_at AT TIME ZONE 'UTC', duration_ms,
+                                     request_headers ->> 'X-Webhook-Id', response_status, response_body, outcome), ' | '
+                           ORDER BY delivery_id) FROM webhooks.attempts",
+    );
+    assert_eq!(attempts, "r1 1 2026-11-22 10:00:00 12.5 1 200 ok succeeded | r2 1 2026-11-22 10:00:01 3 1 503 busy retry");
+    assert_eq!(count(&format!("webhooks.deliveries WHERE id = {ok} AND status = 'succeeded' AND finished_at IS NOT NULL")), 1);
+    assert_eq!(
+        count(&format!(
+            "webhooks.deliveries WHERE id = {retry} AND status = 'pending' AND attempts = 1 AND last_response_status = 503
+               AND next_attempt_at BETWEEN now() + interval '59 seconds' AND now() + interval '61 seconds'"
+        )),
+        1,
+        "a 503 waits a minute"
+    );
+    assert_eq!(one::<String>("SELECT concat_ws(',', succeeded, retried, failed) FROM webhooks.record_attempts('r1', '[]')"), "0,0,0");
+}
+
+#[pg_test]
+fn record_attempts_refuses_ragged_arrays_missing_fields_and_non_arrays() {
+    let (id, _) = two_deliveries();
+    let ragged = format!(
+        "SELECT webhooks.record_attempts('r', ARRAY[{id}], ARRAY[1, 2], ARRAY[now()], ARRAY[1.0::float8],
+            NULL, NULL, NULL, NULL, NULL, NULL)"
+    );
+    let err = expect_error(&ragged, "the attempt arrays differ in length (1 delivery ids)", "Element i of every array");
+    assert_eq!(err.sqlstate, "22023");
+    let missing = format!(
+        "SELECT webhooks.record_attempts('r', ARRAY[{id}], ARRAY[1], ARRAY[NULL::timestamptz], ARRAY[1.0::float8],
+            ARRAY[NULL::jsonb], ARRAY[200], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::boolean])"
+    );
+    expect_error(&missing, "needs delivery_id, attempt_number, started_at and duration_ms", "may be NULL");
+    expect_error(
+        &format!("SELECT webhooks.record_attempts('r', '{{\"delivery_id\": {id}}}')"),
+        "attempts must be a JSON array, not object",
+        "one object per attempt",
+    );
+    expect_error(
+        &format!("SELECT webhooks.record_attempts('r', '[{{\"delivery_id\": {id}, \"attempt_number\": 1}}]')"),
+        "needs delivery_id, attempt_number, started_at and duration_ms",
+        "may be NULL",
+    );
+    assert_eq!(count("webhooks.attempts"), 0);
+    assert_eq!(count("webhooks.deliveries WHERE status = 'pending' AND attempts = 0"), 2);
+}
