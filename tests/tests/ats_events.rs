@@ -136,17 +136,21 @@ async fn events_after(db: &tokio_postgres::Client, after: i64) -> Vec<(i64, Stri
     .collect()
 }
 
-#[tokio::test]
-async fn every_table_driven_event_logs_the_seed_payload() {
-    let (_cluster, db) = e2e::ats::database().await.unwrap();
+/// Play the story: `writer` makes each change, `reader` checks what was logged. Returns the
+/// event types fired.
+async fn play_story(
+    writer: &tokio_postgres::Client,
+    reader: &tokio_postgres::Client,
+) -> BTreeSet<String> {
     let seeds: Value = serde_json::from_str(SEEDS).unwrap();
     let mut last = 0;
     let mut fired = BTreeSet::new();
     for step in story() {
-        db.batch_execute(step.sql)
+        writer
+            .batch_execute(step.sql)
             .await
-            .unwrap_or_else(|e| panic!("{}: {e}", step.sql));
-        let logged = events_after(&db, last).await;
+            .unwrap_or_else(|e| panic!("{}: {e:?}", step.sql));
+        let logged = events_after(reader, last).await;
         let types: Vec<&str> = logged.iter().map(|(_, t, _)| t.as_str()).collect();
         let want: Vec<&str> = step.fires.iter().map(|(t, _, _)| *t).collect();
         assert_eq!(types, want, "after: {}", step.sql);
@@ -160,6 +164,13 @@ async fn every_table_driven_event_logs_the_seed_payload() {
         }
         last = logged.last().map_or(last, |(id, _, _)| *id);
     }
+    fired
+}
+
+#[tokio::test]
+async fn every_table_driven_event_logs_the_seed_payload() {
+    let (_cluster, db) = e2e::ats::database().await.unwrap();
+    let fired = play_story(&db, &db).await;
     let catalog: BTreeSet<String> = db
         .query(
             "SELECT name FROM webhooks.event_types WHERE name <> 'test.ping'",
@@ -172,4 +183,99 @@ async fn every_table_driven_event_logs_the_seed_payload() {
         .collect();
     assert_eq!(catalog.len(), 27);
     assert_eq!(fired, catalog, "every table-driven event type is fired");
+}
+
+/// Look-alikes of the operators and functions a trigger body might name without a schema. Each
+/// does the real thing for its owner (so the writer's own statements work) and fails when run
+/// with anyone else's rights, which is what a hijacked SECURITY DEFINER trigger would do.
+const TRAPS: &str = r#"
+DO $do$
+DECLARE
+    t record;
+    n integer := 0;
+BEGIN
+    FOR t IN SELECT * FROM (VALUES
+        ('=', 'text', 'text', 'boolean'), ('<>', 'text', 'text', 'boolean'), ('||', 'text', 'text', 'text'),
+        ('=', 'integer', 'integer', 'boolean'), ('=', 'bigint', 'bigint', 'boolean'),
+        ('=', 'bigint', 'integer', 'boolean'), ('=', 'integer', 'bigint', 'boolean'),
+        ('>', 'integer', 'integer', 'boolean'), ('=', 'boolean', 'boolean', 'boolean'),
+        ('=', 'timestamptz', 'timestamptz', 'boolean'), ('>', 'timestamptz', 'timestamptz', 'boolean'),
+        ('-', 'timestamptz', 'interval', 'timestamptz')) AS ops(op, l, r, result)
+    LOOP
+        n := n + 1;
+        EXECUTE format($f$CREATE FUNCTION trap.op%s(a %s, b %s) RETURNS %s LANGUAGE plpgsql AS $b$
+            BEGIN
+                IF current_user::pg_catalog.text OPERATOR(pg_catalog.<>) 'ats_app' THEN
+                    RAISE EXCEPTION 'hijacked: operator %s ran as %%', current_user;
+                END IF;
+                RETURN a OPERATOR(pg_catalog.%s) b;
+            END $b$$f$, n, t.l, t.r, t.result, t.op, t.op);
+        EXECUTE format('CREATE OPERATOR trap.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = trap.op%s)', t.op, t.l, t.r, n);
+    END LOOP;
+    FOR t IN SELECT * FROM (VALUES
+        ('now', '', 'timestamptz'), ('cardinality', 'text[]', 'integer'),
+        ('array_append', 'text[], text', 'text[]'), ('concat', 'text, text', 'text'),
+        ('pg_notify', 'text, text', 'void'), ('to_char', 'timestamp, text', 'text'),
+        ('timezone', 'text, timestamptz', 'timestamp'),
+        ('jsonb_build_object', 'text, bigint, text, text, text, text', 'jsonb'),
+        ('jsonb_build_object', 'text, bigint, text, text', 'jsonb')) AS fns(name, args, result)
+    LOOP
+        EXECUTE format($f$CREATE FUNCTION trap.%I(%s) RETURNS %s LANGUAGE plpgsql AS $b$
+            BEGIN RAISE EXCEPTION 'hijacked: function %s ran as %%', current_user; END $b$$f$,
+            t.name, t.args, t.result, t.name);
+    END LOOP;
+END
+$do$;
+"#;
+
+#[tokio::test]
+async fn a_writer_whose_search_path_leads_to_look_alikes_cannot_hijack_the_trigger() {
+    let (cluster, db) = e2e::ats::database().await.unwrap();
+    db.batch_execute(
+        "CREATE ROLE ats_app LOGIN;
+         CREATE SCHEMA trap AUTHORIZATION ats_app;
+         GRANT USAGE ON SCHEMA ats TO ats_app;
+         GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA ats TO ats_app;
+         ALTER ROLE ats_app SET search_path = trap, pg_catalog;",
+    )
+    .await
+    .unwrap();
+    let app = cluster.connect_as("app", "ats_app").await.unwrap();
+    app.batch_execute(TRAPS).await.unwrap();
+    // The traps are live: the writer's own statements go through them.
+    let trapped: i64 = app
+        .query_one(
+            "SELECT count(*) FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+              WHERE n.nspname = 'trap'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(trapped, 12);
+    // A subscriber and a sleeping relay, so that the fan-out and the wake-up run too.
+    db.batch_execute(
+        "SELECT webhooks.create_endpoint('https://hooks.test/all', ARRAY['application.*', 'offer.*',
+                'interview.*', 'code_assignment.*', 'review.*', 'job_posting.*']);
+         SELECT webhooks.set_relay_asleep('sleeper', true);",
+    )
+    .await
+    .unwrap();
+
+    let fired = play_story(&app, &db).await;
+    assert_eq!(fired.len(), 27, "every event fired, with the seed payloads");
+    let unqueued: i64 = db
+        .query_one(
+            "SELECT count(*) FROM webhooks.events ev
+              WHERE ev.event_type NOT LIKE 'outreach.%'
+                AND NOT EXISTS (SELECT FROM webhooks.deliveries d WHERE d.event_id = ev.id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        unqueued, 0,
+        "every non-outreach event was queued for the subscriber"
+    );
 }
