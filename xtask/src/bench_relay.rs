@@ -421,10 +421,10 @@ impl CpuSplit {
         CpuSplit {
             postgres: postgres_pids
                 .split_whitespace()
-                .map(|pid| (pid.to_string(), cpu_seconds(pid)))
+                .map(|pid| (pid.to_string(), crate::procstat::cpu_seconds(pid)))
                 .collect(),
-            relay: relay_pid.map_or(0.0, |pid| cpu_seconds(&pid.to_string())),
-            receiver: cpu_seconds("self"),
+            relay: relay_pid.map_or(0.0, |pid| crate::procstat::cpu_seconds(&pid.to_string())),
+            receiver: crate::procstat::cpu_seconds("self"),
         }
     }
 
@@ -441,17 +441,4 @@ impl CpuSplit {
             receiver: self.receiver - before.receiver,
         }
     }
-}
-
-/// utime + stime of /proc/<pid>/stat, in seconds (100 ticks a second on Linux).
-fn cpu_seconds(pid: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let ticks: u64 =
-                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-            Some(ticks as f64 / 100.0)
-        })
-        .unwrap_or(0.0)
 }

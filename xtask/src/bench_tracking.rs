@@ -9,6 +9,7 @@
 //! - `tracked, relay asleep`: the same while a relay sleeps (each commit NOTIFYs);
 //! - `naive outbox`: the perf-notes trigger: payload, 1 outbox row + 3 delivery rows, pg_notify.
 
+use crate::procstat;
 use anyhow::{Context, Result};
 use e2e::cluster::Cluster;
 use std::process::Command;
@@ -89,14 +90,16 @@ pub fn run(options: &Options) -> Result<()> {
     crate::setup::install_extension()?;
     let cluster = Cluster::start_durable()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+    let backend = runtime.block_on(async {
         cluster.create_database_with_extension("bench").await?;
         let db = cluster.connect("bench").await?;
         e2e::ats::load_and_track(&db).await?;
         db.batch_execute(SEED).await?;
         db.batch_execute(ENDPOINTS).await?;
-        anyhow::Ok(())
+        let pid: i32 = db.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
+        anyhow::Ok(pid as u32)
     })?;
+    let postmaster = procstat::parent_pid(backend).context("finding the postmaster's pid")?;
     let scripts = tempfile::tempdir()?;
     let insert = scripts.path().join("insert.sql");
     let update = scripts.path().join("update.sql");
@@ -110,8 +113,12 @@ pub fn run(options: &Options) -> Result<()> {
     // tps[variant][workload][round]. Within a round the variants of one workload run back to
     // back, so each ratio compares runs minutes apart at most; the report takes the median
     // ratio over rounds, which a single disturbed run cannot move much.
+    // cpu[variant][workload][round] is PostgreSQL's CPU per transaction. tps moves with the
+    // disk's fsync latency, which varies several-fold on this VM. CPU per transaction does not,
+    // so its ratio shows what tracking costs when CPU is the limit.
     let workloads = [("insert", &insert), ("update", &update)];
     let mut tps = vec![vec![Vec::new(); workloads.len()]; VARIANTS.len()];
+    let mut cpu = tps.clone();
     for round in 1..=options.rounds {
         for (w, (workload, script)) in workloads.iter().enumerate() {
             for (v, variant) in VARIANTS.iter().enumerate() {
@@ -121,35 +128,53 @@ pub fn run(options: &Options) -> Result<()> {
                 }
                 psql(&cluster, "VACUUM ANALYZE")?;
                 psql(&cluster, "CHECKPOINT")?;
-                let result = pgbench(&cluster, script, options)?;
+                let cpu_before = procstat::cluster_cpu_seconds(postmaster);
+                let (result, transactions) = pgbench(&cluster, script, options)?;
+                let cpu_per_tx = (procstat::cluster_cpu_seconds(postmaster) - cpu_before) * 1e6
+                    / transactions.max(1) as f64;
                 tps[v][w].push(result);
+                cpu[v][w].push(cpu_per_tx);
                 let base = *tps[0][w].last().expect("the baseline runs first");
+                let base_cpu = *cpu[0][w].last().expect("the baseline runs first");
                 println!(
-                    "    round {round}  {workload:<7} {:<28} {result:>9.0} tps  × {:.2}",
+                    "    round {round}  {workload:<7} {:<28} {result:>9.0} tps  × {:.2}   PostgreSQL CPU {cpu_per_tx:>4.0} µs/tx  × {:.2}",
                     variant.name,
-                    result / base
+                    result / base,
+                    base_cpu / cpu_per_tx
                 );
             }
         }
     }
-    println!("\n| variant | insert tps (mean) | × untracked (median) | update tps (mean) | × untracked (median) |");
-    println!("|---|---|---|---|---|");
+    println!("\n| variant | insert tps (mean) | × untracked (median) | CPU µs/tx | CPU × untracked | update tps (mean) | × untracked (median) | CPU µs/tx | CPU × untracked |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (v, variant) in VARIANTS.iter().enumerate() {
         let cells: Vec<String> = (0..workloads.len())
             .map(|w| {
-                let runs = &tps[v][w];
-                let mean = runs.iter().sum::<f64>() / runs.len() as f64;
-                let ratios: Vec<f64> = runs
-                    .iter()
-                    .zip(&tps[0][w])
-                    .map(|(t, base)| t / base)
-                    .collect();
-                format!("{mean:.0} | {:.2}", median(ratios))
+                let ratios = |of: &Vec<Vec<Vec<f64>>>, inverse: bool| -> f64 {
+                    median(
+                        of[v][w]
+                            .iter()
+                            .zip(&of[0][w])
+                            .map(|(x, base)| if inverse { base / x } else { x / base })
+                            .collect(),
+                    )
+                };
+                format!(
+                    "{:.0} | {:.2} | {:.0} | {:.2}",
+                    mean(&tps[v][w]),
+                    ratios(&tps, false),
+                    mean(&cpu[v][w]),
+                    ratios(&cpu, true)
+                )
             })
             .collect();
         println!("| {} | {} |", variant.name, cells.join(" | "));
     }
     Ok(())
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -184,7 +209,8 @@ fn psql(cluster: &Cluster, sql: &str) -> Result<()> {
     Ok(())
 }
 
-fn pgbench(cluster: &Cluster, script: &std::path::Path, options: &Options) -> Result<f64> {
+/// tps and the number of transactions of one pgbench run.
+fn pgbench(cluster: &Cluster, script: &std::path::Path, options: &Options) -> Result<(f64, u64)> {
     let out = Command::new(cluster.bindir().join("pgbench"))
         .args([
             "-n",
@@ -209,9 +235,19 @@ fn pgbench(cluster: &Cluster, script: &std::path::Path, options: &Options) -> Re
         text,
         String::from_utf8_lossy(&out.stderr)
     );
-    text.lines()
+    let tps = text
+        .lines()
         .find(|l| l.starts_with("tps = "))
         .and_then(|l| l.split_whitespace().nth(2))
         .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no tps in pgbench output:\n{text}"))
+        .with_context(|| format!("no tps in pgbench output:\n{text}"))?;
+    // "number of transactions actually processed: 51234" (or "51234/51234" with -t).
+    let transactions = text
+        .lines()
+        .find(|l| l.starts_with("number of transactions actually processed:"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.split('/').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no transaction count in pgbench output:\n{text}"))?;
+    Ok((tps, transactions))
 }

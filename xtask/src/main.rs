@@ -11,6 +11,7 @@
 mod bench_relay;
 mod bench_tracking;
 mod demo;
+mod procstat;
 mod run;
 mod setup;
 mod suite;

@@ -1,0 +1,47 @@
+//! CPU time of processes, from /proc/<pid>/stat (Linux, 100 ticks a second).
+
+/// The numeric fields after the command name: [0] is the state, [1] the parent pid, [11..=14]
+/// utime, stime, cutime and cstime in ticks.
+fn fields(pid: &str) -> Option<Vec<i64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<i64> = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    (fields.len() > 14).then_some(fields)
+}
+
+fn ticks_to_seconds(ticks: i64) -> f64 {
+    ticks as f64 / 100.0
+}
+
+/// utime + stime of one process, in seconds (0 if it is gone).
+pub fn cpu_seconds(pid: &str) -> f64 {
+    fields(pid).map_or(0.0, |f| ticks_to_seconds(f[11] + f[12]))
+}
+
+/// The parent of a process: for a backend, its postmaster.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    fields(&pid.to_string()).and_then(|f| u32::try_from(f[1]).ok())
+}
+
+/// CPU seconds a PostgreSQL cluster has used so far: the postmaster, its live children, and,
+/// through the postmaster's cutime and cstime, every child it has reaped (the backends of
+/// clients that have disconnected).
+pub fn cluster_cpu_seconds(postmaster: u32) -> f64 {
+    let postmaster = postmaster.to_string();
+    let own = fields(&postmaster).map_or(0, |f| f[11] + f[12] + f[13] + f[14]);
+    let children: i64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|pid| fields(&pid))
+        .filter(|f| f[1].to_string() == postmaster)
+        .map(|f| f[11] + f[12])
+        .sum();
+    ticks_to_seconds(own + children)
+}
