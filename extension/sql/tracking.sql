@@ -70,8 +70,8 @@ $$;
 -- the event reference), then one payload for all of them.
 --
 -- The function runs as its owner (SECURITY DEFINER) but without SET search_path: on
--- PostgreSQL 15 that SET, on every call, costs the tracked write about a seventh of its
--- throughput (docs/benchmarks.md). So nothing in the body may depend on the writer's
+-- PostgreSQL 15 that SET costs a tracked write about 12% of its database CPU
+-- (docs/benchmarks.md). So nothing in the body may depend on the writer's
 -- search_path, which the writer controls: every function, operator and type is named with its
 -- schema (OPERATOR(pg_catalog.=) rather than =; IS DISTINCT FROM and IN would look their
 -- operators up on the path). tests/tests/ats_events.rs runs every event with a writer whose
