@@ -10,9 +10,11 @@
 //! - `naive outbox`: the perf-notes trigger: payload, 1 outbox row + 3 delivery rows, pg_notify.
 
 use crate::procstat;
+use crate::wait_sampler::WaitSampler;
 use anyhow::{Context, Result};
 use e2e::cluster::Cluster;
 use std::process::Command;
+use std::time::Duration;
 
 pub struct Options {
     pub seconds: u32,
@@ -100,6 +102,10 @@ pub fn run(options: &Options) -> Result<()> {
         anyhow::Ok(pid as u32)
     })?;
     let postmaster = procstat::parent_pid(backend).context("finding the postmaster's pid")?;
+    let sampler_db = std::sync::Arc::new(runtime.block_on(cluster.connect("bench"))?);
+    // The server's own processes (and the sampler's), once the set-up connection has gone.
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_children = procstat::child_count(postmaster);
     let scripts = tempfile::tempdir()?;
     let insert = scripts.path().join("insert.sql");
     let update = scripts.path().join("update.sql");
@@ -128,8 +134,14 @@ pub fn run(options: &Options) -> Result<()> {
                 }
                 psql(&cluster, "VACUUM ANALYZE")?;
                 psql(&cluster, "CHECKPOINT")?;
+                // The psql sessions above and pgbench's backends must be reaped before each
+                // reading, or their CPU lands in the neighbouring run.
+                procstat::wait_for_children(postmaster, idle_children, Duration::from_secs(5));
                 let cpu_before = procstat::cluster_cpu_seconds(postmaster);
+                let sampler = WaitSampler::start(&runtime, sampler_db.clone());
                 let (result, transactions) = pgbench(&cluster, script, options)?;
+                let waits = sampler.finish(&runtime);
+                procstat::wait_for_children(postmaster, idle_children, Duration::from_secs(5));
                 let cpu_per_tx = (procstat::cluster_cpu_seconds(postmaster) - cpu_before) * 1e6
                     / transactions.max(1) as f64;
                 tps[v][w].push(result);
@@ -137,7 +149,7 @@ pub fn run(options: &Options) -> Result<()> {
                 let base = *tps[0][w].last().expect("the baseline runs first");
                 let base_cpu = *cpu[0][w].last().expect("the baseline runs first");
                 println!(
-                    "    round {round}  {workload:<7} {:<28} {result:>9.0} tps  × {:.2}   PostgreSQL CPU {cpu_per_tx:>4.0} µs/tx  × {:.2}",
+                    "    round {round}  {workload:<7} {:<28} {result:>9.0} tps  × {:.2}   PostgreSQL CPU {cpu_per_tx:>4.0} µs/tx  × {:.2}   [{waits}]",
                     variant.name,
                     result / base,
                     base_cpu / cpu_per_tx

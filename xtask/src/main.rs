@@ -15,6 +15,7 @@ mod procstat;
 mod run;
 mod setup;
 mod suite;
+mod wait_sampler;
 
 const USAGE: &str = "usage: cargo xtask <demo|test|setup|bench tracking|bench relay>
   test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it

@@ -27,21 +27,40 @@ pub fn parent_pid(pid: u32) -> Option<u32> {
     fields(&pid.to_string()).and_then(|f| u32::try_from(f[1]).ok())
 }
 
-/// CPU seconds a PostgreSQL cluster has used so far: the postmaster, its live children, and,
-/// through the postmaster's cutime and cstime, every child it has reaped (the backends of
-/// clients that have disconnected).
-pub fn cluster_cpu_seconds(postmaster: u32) -> f64 {
-    let postmaster = postmaster.to_string();
-    let own = fields(&postmaster).map_or(0, |f| f[11] + f[12] + f[13] + f[14]);
-    let children: i64 = std::fs::read_dir("/proc")
+/// The pids of a process's live children.
+fn children(parent: u32) -> Vec<Vec<i64>> {
+    let parent = i64::from(parent);
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| entry.file_name().into_string().ok())
         .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
         .filter_map(|pid| fields(&pid))
-        .filter(|f| f[1].to_string() == postmaster)
-        .map(|f| f[11] + f[12])
-        .sum();
+        .filter(|f| f[1] == parent)
+        .collect()
+}
+
+/// CPU seconds a PostgreSQL cluster has used so far: the postmaster, its live children, and,
+/// through the postmaster's cutime and cstime, every child it has reaped (the backends of
+/// clients that have disconnected).
+pub fn cluster_cpu_seconds(postmaster: u32) -> f64 {
+    let own = fields(&postmaster.to_string()).map_or(0, |f| f[11] + f[12] + f[13] + f[14]);
+    let children: i64 = children(postmaster).iter().map(|f| f[11] + f[12]).sum();
     ticks_to_seconds(own + children)
+}
+
+/// Wait (at most `limit`) until the postmaster has no more children than `count`: the
+/// backends of clients that just disconnected count towards its cutime only once it has
+/// reaped them.
+pub fn wait_for_children(postmaster: u32, count: usize, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while children(postmaster).len() > count && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// How many children the postmaster has now.
+pub fn child_count(postmaster: u32) -> usize {
+    children(postmaster).len()
 }
