@@ -21,7 +21,8 @@ async fn several_changes_in_one_update_emit_several_events_in_reference_order() 
     let (_cluster, db) = e2e::ats::database().await.unwrap();
     db.batch_execute(PEOPLE).await.unwrap();
     db.batch_execute(
-        "INSERT INTO ats.applications (id, candidate_id, job_posting_id) VALUES (1, 7, 3);
+        "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*']);
+         INSERT INTO ats.applications (id, candidate_id, job_posting_id) VALUES (1, 7, 3);
          UPDATE ats.applications
             SET submitted_at = now(), offered = true, current_stage = 'Offer', rejected = true, withdrawn = true;",
     )
@@ -37,6 +38,26 @@ async fn several_changes_in_one_update_emit_several_events_in_reference_order() 
             "application.offer_extended"
         ]
     );
+    // One payload for all of them (the row after the change), and a delivery for each.
+    let row = db
+        .query_one(
+            "SELECT count(DISTINCT ev.data), count(d.id), min(ev.data ->> 'current_stage')
+               FROM webhooks.events ev LEFT JOIN webhooks.deliveries d ON d.event_id = ev.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        1,
+        "the events of one change share one payload"
+    );
+    assert_eq!(
+        row.get::<_, i64>(1),
+        5,
+        "each event is queued for the subscriber"
+    );
+    assert_eq!(row.get::<_, String>(2), "Offer");
 }
 
 #[tokio::test]
