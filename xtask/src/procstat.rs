@@ -27,7 +27,7 @@ pub fn parent_pid(pid: u32) -> Option<u32> {
     fields(&pid.to_string()).and_then(|f| u32::try_from(f[1]).ok())
 }
 
-/// The pids of a process's live children.
+/// The /proc stat fields of each live child of `parent`.
 fn children(parent: u32) -> Vec<Vec<i64>> {
     let parent = i64::from(parent);
     std::fs::read_dir("/proc")
