@@ -86,6 +86,8 @@ DECLARE
     changed text := 'NOT coalesce(OLD.%1$s OPERATOR(pg_catalog.=) NEW.%1$s, OLD.%1$s IS NULL AND NEW.%1$s IS NULL)';
     -- NEW.status IN (...), for a status of any type that casts to text (text, varchar, enums).
     status_in text := 'NEW.status::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])';
+    -- Fire an event type named by a literal, or by an expression.
+    fire_literal text := 'fire := pg_catalog.array_append(fire, %L);';
     append  text := 'fire := pg_catalog.array_append(fire, %s);';
     rules   text;
     payload text;
@@ -98,9 +100,9 @@ BEGIN
         IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND %s THEN %s END IF;
         IF NOT coalesce(OLD.withdrawn, false) AND NEW.withdrawn THEN %s END IF;
         IF NOT coalesce(OLD.offered, false) AND NEW.offered THEN %s END IF;$r$,
-            format(append, quote_literal('application.submitted')), format(append, quote_literal('application.rejected')),
-            format(changed, 'current_stage'), format(append, quote_literal('application.advanced')),
-            format(append, quote_literal('application.withdrawn')), format(append, quote_literal('application.offer_extended')));
+            format(fire_literal, 'application.submitted'), format(fire_literal, 'application.rejected'),
+            format(changed, 'current_stage'), format(fire_literal, 'application.advanced'),
+            format(fire_literal, 'application.withdrawn'), format(fire_literal, 'application.offer_extended'));
         payload := format('pg_catalog.jsonb_build_object(''id'', NEW.id, ''candidate'', %s, ''job_posting'', %s, ''current_stage'', NEW.current_stage, ''submitted_at'', %s, ''rejected'', NEW.rejected, ''withdrawn'', NEW.withdrawn, ''offered'', NEW.offered)',
                           person, posting, format(ts, 'submitted_at'));
     WHEN 'offers' THEN
@@ -111,7 +113,7 @@ BEGIN
         IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND (%s OR %s) THEN %s END IF;$r$,
             format(changed, 'status'), format(status_in, '{accepted,declined,candidate_accepted,candidate_declined}'),
             format(append, 'pg_catalog.concat(''offer.'', NEW.status)'),
-            format(changed, 'details'), format(changed, 'expires_at'), format(append, quote_literal('offer.revised')));
+            format(changed, 'details'), format(changed, 'expires_at'), format(fire_literal, 'offer.revised'));
         payload := format('pg_catalog.jsonb_build_object(''id'', NEW.id, ''status'', NEW.status, ''details'', NEW.details, ''extended_at'', %s, ''expires_at'', %s, ''accepted_at'', %s, ''declined_at'', %s, ''candidate'', %s, ''job_posting'', %s)',
                           format(ts, 'extended_at'), format(ts, 'expires_at'), format(ts, 'accepted_at'), format(ts, 'declined_at'), person, posting);
     WHEN 'interviews' THEN
@@ -124,7 +126,7 @@ BEGIN
             format(changed, 'status'), format(status_in, '{scheduled,confirmed,completed,cancelled,no_show}'),
             format(append, 'pg_catalog.concat(''interview.'', NEW.status)'),
             format(status_in, '{scheduled,confirmed}'), format(changed, 'scheduled_at'),
-            format(append, quote_literal('interview.scheduled')));
+            format(fire_literal, 'interview.scheduled'));
         payload := format('pg_catalog.jsonb_build_object(''id'', NEW.id, ''status'', NEW.status, ''scheduled_at'', %s, ''duration_minutes'', NEW.duration_minutes, ''candidate'', %s, ''job_posting'', %s)',
                           format(ts, 'scheduled_at'), person, posting);
     WHEN 'code_assignments' THEN
@@ -137,7 +139,7 @@ BEGIN
                           format(ts, 'submitted_at'), format(ts, 'deadline_at'), person, posting);
     WHEN 'reviews' THEN
         rules := format($r$
-        IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN %s END IF;$r$, format(append, quote_literal('review.submitted')));
+        IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN %s END IF;$r$, format(fire_literal, 'review.submitted'));
         payload := format('pg_catalog.jsonb_build_object(''id'', NEW.id, ''recommendation'', NEW.recommendation, ''reviewer'', NEW.reviewer, ''candidate'', %s, ''job_posting'', %s, ''stage'', NEW.stage)',
                           person, posting);
     WHEN 'job_postings' THEN
@@ -154,14 +156,14 @@ BEGIN
             format(changed, 'status'),
             format(status_in, '{published}'),
             format(append, format('CASE WHEN OLD.status::pg_catalog.text OPERATOR(pg_catalog.=) %L THEN %L ELSE %L END', 'closed', 'job_posting.reopened', 'job_posting.published')),
-            format(status_in, '{paused}'), format(append, quote_literal('job_posting.paused')),
-            format(status_in, '{closed}'), format(append, quote_literal('job_posting.closed')));
+            format(status_in, '{paused}'), format(fire_literal, 'job_posting.paused'),
+            format(status_in, '{closed}'), format(fire_literal, 'job_posting.closed'));
         payload := format('pg_catalog.jsonb_build_object(''id'', NEW.id, ''title'', NEW.title, ''status'', NEW.status, ''location'', NEW.location, ''department'', NEW.department, ''employment_type'', NEW.employment_type, ''published_at'', %s, ''closed_at'', %s, ''public_url'', NEW.public_url)',
                           format(ts, 'published_at'), format(ts, 'closed_at'));
     WHEN 'outreach_prospects' THEN
         rules := format($r$
         IF %s AND %s THEN %s END IF;$r$,
-            format(changed, 'status'), format(status_in, '{drafted}'), format(append, quote_literal('outreach.prospect.drafted')));
+            format(changed, 'status'), format(status_in, '{drafted}'), format(fire_literal, 'outreach.prospect.drafted'));
         -- The prospect's email is never included (encrypted at rest in Kit).
         payload := 'pg_catalog.jsonb_build_object(''id'', NEW.id, ''campaign_id'', NEW.campaign_id, ''company_name'', NEW.company_name, ''display_name'', NEW.display_name, ''status'', NEW.status)';
     WHEN 'outreach_messages' THEN
