@@ -9,6 +9,7 @@
 //!
 //! Everything is built in release mode; the outer invocation re-runs itself with `--release`.
 
+use crate::procstat::cpu_seconds;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use e2e::cluster::Cluster;
@@ -421,10 +422,10 @@ impl CpuSplit {
         CpuSplit {
             postgres: postgres_pids
                 .split_whitespace()
-                .map(|pid| (pid.to_string(), crate::procstat::cpu_seconds(pid)))
+                .map(|pid| (pid.to_string(), cpu_seconds(pid)))
                 .collect(),
-            relay: relay_pid.map_or(0.0, |pid| crate::procstat::cpu_seconds(&pid.to_string())),
-            receiver: crate::procstat::cpu_seconds("self"),
+            relay: relay_pid.map_or(0.0, |pid| cpu_seconds(&pid.to_string())),
+            receiver: cpu_seconds("self"),
         }
     }
 
