@@ -7,7 +7,8 @@
 //! - `untracked`: no trigger, the baseline;
 //! - `tracked`: `webhooks.track_ats()` with 3 endpoints subscribed, relays awake (no NOTIFY);
 //! - `tracked, relay asleep`: the same while a relay sleeps (each commit NOTIFYs);
-//! - `naive outbox`: the perf-notes trigger: payload, 1 outbox row + 3 delivery rows, pg_notify.
+//! - `naive outbox`: the perf-notes trigger: payload, 1 outbox row + 3 delivery rows, pg_notify;
+//! - `naive outbox, no NOTIFY`: the same trigger without pg_notify (perf-notes' third row).
 
 use crate::procstat;
 use crate::wait_sampler::WaitSampler;
@@ -56,13 +57,25 @@ BEGIN
     PERFORM pg_notify('bench_outbox', '');
     RETURN NULL;
 END $$;
+DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
 CREATE TRIGGER bench_naive_outbox AFTER INSERT OR UPDATE ON ats.applications
     FOR EACH ROW EXECUTE FUNCTION bench_naive_outbox();";
+
+/// The line that perf-notes' "same trigger without pg_notify" leaves out.
+const NAIVE_NOTIFY: &str = "PERFORM pg_notify('bench_outbox', '');";
 
 struct Variant {
     name: &'static str,
     /// SQL that puts the database in this variant's state (from any other variant's).
     enter: &'static str,
+    /// Whether the naive outbox trigger is installed, and with or without its NOTIFY.
+    naive: Option<Notify>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Notify {
+    Every,
+    Never,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -71,22 +84,40 @@ const VARIANTS: &[Variant] = &[
         enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
                 SELECT webhooks.untrack('ats.applications', if_tracked => true);
                 DELETE FROM webhooks.sleeping_relays;",
+        naive: None,
     },
     Variant {
         name: "tracked, 3 endpoints",
         enter: "SELECT webhooks.track('ats.applications');",
+        naive: None,
     },
     Variant {
         name: "tracked, relay asleep",
         enter: "SELECT webhooks.track('ats.applications');
                 SELECT webhooks.set_relay_asleep('bench-sleeper', true);",
+        naive: None,
     },
     Variant {
         name: "naive outbox (perf-notes)",
         enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);
                 DELETE FROM webhooks.sleeping_relays;",
+        naive: Some(Notify::Every),
+    },
+    Variant {
+        name: "naive outbox, no NOTIFY",
+        enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);
+                DELETE FROM webhooks.sleeping_relays;",
+        naive: Some(Notify::Never),
     },
 ];
+
+fn naive_outbox(notify: Notify) -> String {
+    assert!(NAIVE_OUTBOX.contains(NAIVE_NOTIFY));
+    match notify {
+        Notify::Every => NAIVE_OUTBOX.to_string(),
+        Notify::Never => NAIVE_OUTBOX.replace(NAIVE_NOTIFY, ""),
+    }
+}
 
 pub fn run(options: &Options) -> Result<()> {
     crate::setup::install_extension()?;
@@ -129,8 +160,8 @@ pub fn run(options: &Options) -> Result<()> {
         for (w, (workload, script)) in workloads.iter().enumerate() {
             for (v, variant) in VARIANTS.iter().enumerate() {
                 psql(&cluster, variant.enter)?;
-                if variant.name.starts_with("naive") {
-                    psql(&cluster, NAIVE_OUTBOX)?;
+                if let Some(notify) = variant.naive {
+                    psql(&cluster, &naive_outbox(notify))?;
                 }
                 psql(&cluster, "VACUUM ANALYZE")?;
                 psql(&cluster, "CHECKPOINT")?;
