@@ -148,6 +148,18 @@ CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at
 -- Finished deliveries per endpoint, for endpoint_status; partial, so an emit never touches it.
 CREATE INDEX deliveries_finished ON webhooks.deliveries (endpoint_id, finished_at) WHERE status <> 'pending';
 
+-- Tracked events waiting for their deliveries. A tracking trigger logs its event and queues
+-- the event's id here, one narrow row without an index, instead of looking up the subscribers
+-- and inserting a delivery for each: that halves what tracking adds to an application's write
+-- (docs/benchmarks.md). webhooks.fan_out(), which every claim runs first, turns the queued
+-- events into deliveries moments after commit. Durable like the log: a queued event is never
+-- lost. No truncation by VACUUM, whose exclusive lock would stall writers.
+CREATE TABLE webhooks.fanout_queue (
+    event_id bigint NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+        autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000,
+        vacuum_truncate = false);
+
 CREATE TABLE webhooks.attempts (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     -- No foreign key: its check would run a query and lock the delivery row for every
@@ -207,6 +219,7 @@ COMMENT ON TABLE webhooks.endpoints IS 'Webhook endpoints with their signing sec
 COMMENT ON TABLE webhooks.subscriptions IS 'Endpoint subscriptions expanded to individual event types.';
 COMMENT ON TABLE webhooks.events IS 'Append-only event log, the source of truth. The id is what receivers deduplicate on (X-Webhook-Id).';
 COMMENT ON TABLE webhooks.deliveries IS 'One row per (event, endpoint): the work the relay claims.';
+COMMENT ON TABLE webhooks.fanout_queue IS 'Tracked events whose deliveries are not made yet; webhooks.fan_out() makes them (every relay claim runs it).';
 COMMENT ON TABLE webhooks.attempts IS 'One row per HTTP attempt, written by the relay.';
 COMMENT ON TABLE webhooks.endpoint_history IS 'Append-only record of every endpoint configuration change.';
 

@@ -43,6 +43,42 @@ $$;
 -- Claim
 ------------------------------------------------------------------------------------------
 
+-- Make the deliveries of queued tracked events (webhooks.fanout_queue): one per active
+-- endpoint subscribed to the event's type that existed when the event was logged. Concurrent
+-- callers split the queue (SKIP LOCKED); a queued event and its deliveries change hands in one
+-- transaction, so none is made twice or lost. Returns the number of deliveries made.
+CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 5000) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    made integer;
+BEGIN
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'max_events must be a positive number, not %', coalesce(max_events::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Call webhooks.fan_out() for the default of 5000 queued events.';
+    END IF;
+    WITH taken AS (
+        -- Found again by physical address, as in claim_deliveries: the rows are locked.
+        DELETE FROM webhooks.fanout_queue q
+         WHERE q.ctid = ANY (ARRAY(SELECT f.ctid FROM webhooks.fanout_queue f
+                                    LIMIT fan_out.max_events FOR UPDATE SKIP LOCKED))
+        RETURNING q.event_id
+    ), made AS (
+        INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+        SELECT ev.id, s.endpoint_id
+          FROM taken t
+          JOIN webhooks.events ev ON ev.id = t.event_id
+          JOIN webhooks.subscriptions s ON s.event_type = ev.event_type
+          JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
+                                   AND e.created_at <= ev.created_at
+         ORDER BY ev.id, s.endpoint_id
+        RETURNING 1
+    )
+    SELECT count(*) INTO made FROM made;
+    RETURN made;
+END
+$$;
+
 CREATE FUNCTION webhooks.claim_deliveries(
     relay_id          text,
     max_deliveries    integer,
@@ -57,6 +93,9 @@ CREATE FUNCTION webhooks.claim_deliveries(
 -- function would parse and plan it again on every call.
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
 BEGIN
+    -- Tracked events committed since the last claim get their deliveries first, so that this
+    -- claim can already take them.
+    PERFORM webhooks.fan_out(greatest(claim_deliveries.max_deliveries, 1) * 4);
     RETURN QUERY
     WITH claimed AS (
         -- Visit the active endpoints in random order (fair across claims, and the scan can stop

@@ -177,19 +177,18 @@ BEGIN
         payload := format('pg_catalog.jsonb_build_object(''id'', NEW.id, ''campaign_id'', NEW.campaign_id, ''prospect_id'', NEW.prospect_id, ''step_number'', NEW.step_number, ''subject'', NEW.subject, ''status'', NEW.status, ''sent_at'', %s, ''approved_at'', %s, ''retry_count'', NEW.retry_count, ''last_error_code'', NEW.last_error_code)',
                           format(ts, 'sent_at'), format(ts, 'approved_at'));
     END CASE;
-    -- The same two inserts as webhooks.emit(), inlined: the trigger's event types are known to
-    -- be valid, and on the write path every function call counts. The payload is built inside
-    -- the first event's INSERT rather than by a statement of its own: every statement costs a
-    -- tracked transaction its own snapshot, plan check, locks and executor start (about a
-    -- tenth of its CPU for this one, docs/benchmarks.md). Further events of the same change
-    -- reuse it.
+    -- The event is logged in the writer's transaction; its deliveries are made by fan_out()
+    -- moments after commit, from the queue row written here. Subscriber lookups and a delivery
+    -- row per subscriber would double what tracking costs the write (docs/benchmarks.md).
+    -- The payload is built inside the first event's INSERT rather than by a statement of its
+    -- own: every statement costs a tracked transaction its own snapshot, plan check, locks and
+    -- executor start. Further events of the same change reuse it.
     RETURN format($f$
 DECLARE
     fire       pg_catalog.text[] := '{}';
     payload    pg_catalog.jsonb;
     fired_type pg_catalog.text;
     logged_id  bigint;
-    queued     boolean := false;
 BEGIN%s
     IF pg_catalog.cardinality(fire) OPERATOR(pg_catalog.>) 0 THEN
         FOREACH fired_type IN ARRAY fire LOOP
@@ -200,17 +199,11 @@ BEGIN%s
                 INSERT INTO webhooks.events (event_type, data) VALUES (fired_type, payload)
                 RETURNING id INTO logged_id;
             END IF;
-            INSERT INTO webhooks.deliveries (event_id, endpoint_id)
-            SELECT logged_id, s.endpoint_id
-              FROM webhooks.subscriptions s
-              JOIN webhooks.endpoints e ON e.id OPERATOR(pg_catalog.=) s.endpoint_id
-                                       AND e.status OPERATOR(pg_catalog.=) 'active'
-             WHERE s.event_type OPERATOR(pg_catalog.=) fired_type;
-            queued := queued OR FOUND;
+            INSERT INTO webhooks.fanout_queue (event_id) VALUES (logged_id);
         END LOOP;
         -- webhooks.wake_relay(), inlined.
-        IF queued AND EXISTS (SELECT FROM webhooks.sleeping_relays r
-                               WHERE r.since OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '5 minutes')) THEN
+        IF EXISTS (SELECT FROM webhooks.sleeping_relays r
+                    WHERE r.since OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '5 minutes')) THEN
             PERFORM pg_catalog.pg_notify('webhooks_work', '');
         END IF;
     END IF;

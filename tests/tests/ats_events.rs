@@ -264,6 +264,7 @@ async fn a_writer_whose_search_path_leads_to_look_alikes_cannot_hijack_the_trigg
 
     let fired = play_story(&app, &db).await;
     assert_eq!(fired.len(), 27, "every event fired, with the seed payloads");
+    db.batch_execute("SELECT webhooks.fan_out()").await.unwrap();
     let unqueued: i64 = db
         .query_one(
             "SELECT count(*) FROM webhooks.events ev
