@@ -326,11 +326,13 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
 $$;
 
 -- Queue depth and disabled endpoints, for the relay's /metrics.
-CREATE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint)
+CREATE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint,
+                                     OUT awaiting_fan_out bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
     SELECT count(*) FILTER (WHERE d.next_attempt_at <= now() AND coalesce(d.leased_until <= now(), true)),
            count(*) FILTER (WHERE d.next_attempt_at > now() OR d.leased_until > now()),
-           (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled')
+           (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled'),
+           (SELECT count(*) FROM webhooks.fanout_queue)
       FROM webhooks.deliveries d
      WHERE d.status = 'pending'
 $$;

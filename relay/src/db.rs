@@ -72,6 +72,8 @@ pub struct QueueStats {
     pub due: i64,
     pub scheduled: i64,
     pub endpoints_disabled: i64,
+    /// Tracked events whose deliveries are not made yet (webhooks.fanout_queue).
+    pub awaiting_fan_out: i64,
 }
 
 pub struct Database {
@@ -238,6 +240,7 @@ impl Database {
             due: row.get(0),
             scheduled: row.get(1),
             endpoints_disabled: row.get(2),
+            awaiting_fan_out: row.get(3),
         })
     }
 

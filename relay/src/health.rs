@@ -105,6 +105,11 @@ async fn metrics(state: &RelayState, db: &Database) -> String {
                     q.scheduled,
                 ),
                 (
+                    "queue_awaiting_fan_out",
+                    "Tracked events whose deliveries are not made yet (all relays' next claims make them).",
+                    q.awaiting_fan_out,
+                ),
+                (
                     "endpoints_disabled",
                     "Endpoints disabled (410 Gone, too many failures, or by an admin).",
                     q.endpoints_disabled,

@@ -51,6 +51,8 @@ async fn fan_out_makes_one_delivery_per_subscriber_that_was_active_when_the_even
         0,
         "no delivery before the fan-out"
     );
+    let awaiting = "SELECT awaiting_fan_out FROM webhooks.queue_stats()";
+    assert_eq!(count(&stage, awaiting).await, 1, "the relay's /metrics");
     // An endpoint created after the event was logged does not receive it.
     stage
         .endpoint("/late", &["application.*"], "")
@@ -68,6 +70,7 @@ async fn fan_out_makes_one_delivery_per_subscriber_that_was_active_when_the_even
         count(&stage, "SELECT count(*) FROM webhooks.fanout_queue").await,
         0
     );
+    assert_eq!(count(&stage, awaiting).await, 0);
     let again: i32 = stage.scalar("SELECT webhooks.fan_out()").await.unwrap();
     assert_eq!(again, 0, "a queued event is fanned out once");
 

@@ -49,6 +49,7 @@ async fn metrics_count_outcomes_latency_and_queue_depth() {
         "the 503 waits for its retry"
     );
     assert_eq!(get("webhook_relay_queue_due"), 0.0);
+    assert_eq!(get("webhook_relay_queue_awaiting_fan_out"), 0.0);
     assert_eq!(get("webhook_relay_endpoints_disabled"), 1.0);
     assert_eq!(get("webhook_relay_in_flight"), 0.0);
     assert_eq!(get("webhook_relay_database_connected"), 1.0);
