@@ -34,6 +34,24 @@ where
     }
 }
 
+/// Wait until `count_sql` (a `SELECT count(*) …`) returns `expected`, or fail after `timeout`.
+pub async fn eventually_counts(
+    db: &tokio_postgres::Client,
+    count_sql: &str,
+    expected: i64,
+    timeout: Duration,
+) {
+    eventually(
+        timeout,
+        &format!("{count_sql} to be {expected}"),
+        || async {
+            let n: i64 = db.query_one(count_sql, &[]).await.ok()?.get(0);
+            (n == expected).then_some(())
+        },
+    )
+    .await
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

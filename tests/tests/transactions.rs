@@ -121,17 +121,11 @@ async fn the_relay_is_woken_by_a_commit_not_by_a_rollback() {
         n.parse::<u64>().unwrap()
     };
     // After a second without work the relay registers as asleep and waits for a notification.
-    e2e::eventually(
+    e2e::eventually_counts(
+        &writer,
+        "SELECT count(*) FROM webhooks.sleeping_relays",
+        1,
         Duration::from_secs(10),
-        "the relay to go to sleep",
-        || async {
-            let asleep: i64 = writer
-                .query_one("SELECT count(*) FROM webhooks.sleeping_relays", &[])
-                .await
-                .ok()?
-                .get(0);
-            (asleep == 1).then_some(())
-        },
     )
     .await;
     let before = wakeups().await;

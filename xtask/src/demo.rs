@@ -87,17 +87,11 @@ async fn story() -> Result<()> {
 
     // The relay's next claim makes the deliveries of the tracked events (fan-out); once the
     // queue is empty, every delivery exists.
-    e2e::eventually(
+    e2e::eventually_counts(
+        &db,
+        "SELECT count(*) FROM webhooks.fanout_queue",
+        0,
         Duration::from_secs(10),
-        "the fan-out queue to empty",
-        || async {
-            let queued: i64 = db
-                .query_one("SELECT count(*) FROM webhooks.fanout_queue", &[])
-                .await
-                .ok()?
-                .get(0);
-            (queued == 0).then_some(())
-        },
     )
     .await;
     let expected: i64 = db
