@@ -149,13 +149,15 @@ CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at
 CREATE INDEX deliveries_finished ON webhooks.deliveries (endpoint_id, finished_at) WHERE status <> 'pending';
 
 -- Tracked events waiting for their deliveries. A tracking trigger logs its event and queues
--- the event's id here, one narrow row without an index, instead of looking up the subscribers
--- and inserting a delivery for each: that halves what tracking adds to an application's write
+-- the event's id here, one narrow row, instead of looking up the subscribers and inserting a
+-- delivery for each: that halves what tracking adds to an application's write
 -- (docs/benchmarks.md). webhooks.fan_out(), which every claim runs first, turns the queued
 -- events into deliveries moments after commit. Durable like the log: a queued event is never
--- lost. No truncation by VACUUM, whose exclusive lock would stall writers.
+-- lost. The key is what keeps an empty queue cheap to look at: after a burst, a scan of the
+-- table would read every page the burst left behind, on every claim. No truncation by
+-- VACUUM, whose exclusive lock would stall writers.
 CREATE TABLE webhooks.fanout_queue (
-    event_id bigint NOT NULL
+    event_id bigint PRIMARY KEY
 ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
         autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000,
         vacuum_truncate = false);

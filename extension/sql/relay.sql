@@ -61,6 +61,7 @@ BEGIN
         -- Found again by physical address, as in claim_deliveries: the rows are locked.
         DELETE FROM webhooks.fanout_queue q
          WHERE q.ctid = ANY (ARRAY(SELECT f.ctid FROM webhooks.fanout_queue f
+                                    ORDER BY f.event_id  -- oldest first, along the key
                                     LIMIT fan_out.max_events FOR UPDATE SKIP LOCKED))
         RETURNING q.event_id
     ), made AS (
