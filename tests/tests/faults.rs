@@ -1,5 +1,6 @@
 //! Crash safety under load: relays killed with SIGKILL again and again while events keep
-//! coming, and PostgreSQL restarted in the middle of a drain. Every event must reach the
+//! coming (from `emit` and from tracked writes, whose deliveries the relays' claims make), and
+//! PostgreSQL restarted in the middle of a drain. Every event must reach the
 //! receiver; duplicates are allowed (at-least-once) but bounded by what was in flight.
 
 use e2e::receiver::Reply;
@@ -20,9 +21,13 @@ fn received(stage: &Stage) -> (usize, usize) {
     (seen.len(), seen.values().sum())
 }
 
+/// Deliveries not finished, and tracked events whose deliveries are not made yet.
 async fn pending(stage: &Stage) -> i64 {
     stage
-        .scalar("SELECT count(*) FROM webhooks.deliveries WHERE status = 'pending'")
+        .scalar(
+            "SELECT (SELECT count(*) FROM webhooks.deliveries WHERE status = 'pending')
+                  + (SELECT count(*) FROM webhooks.fanout_queue)",
+        )
         .await
         .unwrap_or(-1)
 }
@@ -30,6 +35,15 @@ async fn pending(stage: &Stage) -> i64 {
 #[tokio::test]
 async fn relays_killed_mid_batch_lose_nothing_while_events_keep_coming() {
     let stage = Stage::new().await.unwrap();
+    e2e::ats::load_and_track(&stage.db).await.unwrap();
+    stage
+        .db
+        .batch_execute(
+            "INSERT INTO ats.candidates (id, name, email) VALUES (7, 'Jane Smith', 'jane@example.com');
+             INSERT INTO ats.job_postings (id, title) VALUES (3, 'Senior Engineer');",
+        )
+        .await
+        .unwrap();
     stage
         .endpoint("/load", &["application.*"], "")
         .await
@@ -51,11 +65,16 @@ async fn relays_killed_mid_batch_lose_nothing_while_events_keep_coming() {
     let emitter = {
         let db = stage.cluster.connect("app").await.unwrap();
         tokio::spawn(async move {
-            for _ in 0..40 {
-                db.batch_execute(
+            // Half the batches through emit (deliveries made in the transaction), half as
+            // tracked writes (deliveries made by a relay's claim, which may be the one killed).
+            for batch in 0..40 {
+                db.batch_execute(if batch % 2 == 0 {
                     "SELECT webhooks.emit('application.submitted', jsonb_build_object('id', g))
-                       FROM generate_series(1, 20) g",
-                )
+                       FROM generate_series(1, 20) g"
+                } else {
+                    "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at)
+                     SELECT 7, 3, now() FROM generate_series(1, 20)"
+                })
                 .await
                 .unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
