@@ -218,7 +218,8 @@ BEGIN
         ('pg_notify', 'text, text', 'void'), ('to_char', 'timestamp, text', 'text'),
         ('timezone', 'text, timestamptz', 'timestamp'),
         ('jsonb_build_object', 'text, bigint, text, text, text, text', 'jsonb'),
-        ('jsonb_build_object', 'text, bigint, text, text', 'jsonb')) AS fns(name, args, result)
+        ('jsonb_build_object', 'text, bigint, text, text', 'jsonb'),
+        ('jsonb_typeof', 'jsonb', 'text'), ('pg_column_size', 'jsonb', 'integer')) AS fns(name, args, result)
     LOOP
         EXECUTE format($f$CREATE FUNCTION trap.%I(%s) RETURNS %s LANGUAGE plpgsql AS $b$
             BEGIN RAISE EXCEPTION 'hijacked: function %s ran as %%', current_user; END $b$$f$,
@@ -229,7 +230,7 @@ $do$;
 "#;
 
 #[tokio::test]
-async fn a_writer_whose_search_path_leads_to_look_alikes_cannot_hijack_the_trigger() {
+async fn a_writer_whose_search_path_leads_to_look_alikes_cannot_hijack_the_trigger_or_emit() {
     let (cluster, db) = e2e::ats::database().await.unwrap();
     db.batch_execute(
         "CREATE ROLE ats_app LOGIN;
@@ -279,4 +280,39 @@ async fn a_writer_whose_search_path_leads_to_look_alikes_cannot_hijack_the_trigg
         unqueued, 0,
         "every non-outreach event was queued for the subscriber"
     );
+
+    // webhooks.emit, which applications call from their own triggers, has no SET search_path
+    // either: its checks, inserts and wake-up must not reach the look-alikes.
+    let emitted: i64 = app
+        .query_one(
+            "SELECT webhooks.emit('application.submitted', '{\"id\": 1}')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let deliveries: i64 = db
+        .query_one(
+            "SELECT count(*) FROM webhooks.deliveries WHERE event_id = $1",
+            &[&emitted],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deliveries, 1, "emit queued its delivery");
+    for (call, expected) in [
+        ("webhooks.emit('no.such.event', '{}')", "unknown event type"),
+        ("webhooks.emit('application.submitted', '[1]')", "must be a JSON object"),
+        (
+            "webhooks.emit('application.submitted', jsonb_build_object('x', repeat(md5(random()::text), 10000)))",
+            "the limit is 256 KiB",
+        ),
+    ] {
+        let error = app
+            .batch_execute(&format!("SELECT {call}"))
+            .await
+            .unwrap_err();
+        let message = error.as_db_error().unwrap().message().to_string();
+        assert!(message.contains(expected), "{call}: {message}");
+    }
 }
