@@ -459,10 +459,10 @@ $$;
 
 -- Applications call this from their own triggers, so it is on their write path. Like the
 -- tracking triggers it runs as its owner without SET search_path, which would cost every call a
--- save and restore of the path (about a tenth of a tracked write's CPU, docs/benchmarks.md):
--- every operator and function is named with its schema, so a caller's search_path cannot
--- redirect it (tests/tests/ats_events.rs calls it through look-alikes). The wake-up check of
--- webhooks.wake_relay() is inlined for the same reason.
+-- save and restore of the path; with the wake-up check of webhooks.wake_relay() inlined (a
+-- call with a SET of its own), an emitting transaction uses about 7% less database CPU
+-- (docs/benchmarks.md). Every operator and function is named with its schema, so a caller's
+-- search_path cannot redirect it (tests/tests/ats_events.rs calls it through look-alikes).
 CREATE FUNCTION webhooks.emit(event_type text, data jsonb) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE

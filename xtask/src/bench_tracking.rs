@@ -72,7 +72,7 @@ struct Variant {
     naive: Option<Notify>,
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Notify {
     Every,
     Never,
