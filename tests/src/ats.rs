@@ -5,6 +5,11 @@ use anyhow::{Context, Result};
 
 pub const SCHEMA: &str = include_str!("../../sql/ats_schema.sql");
 
+/// The candidate (7) and job posting (3) that tests' applications refer to.
+pub const PEOPLE: &str =
+    "INSERT INTO ats.candidates (id, name, email) VALUES (7, 'Jane Smith', 'jane@example.com');
+    INSERT INTO ats.job_postings (id, title) VALUES (3, 'Senior Engineer');";
+
 /// Load the reference schema into `db` and track all of it.
 pub async fn load_and_track(db: &tokio_postgres::Client) -> Result<()> {
     db.batch_execute(SCHEMA)

@@ -3,12 +3,9 @@
 //! delivery per subscriber. These tests pin down who gets one, that none is made twice, and that
 //! a running relay takes a tracked write all the way to the receiver.
 
+use e2e::ats::PEOPLE;
 use e2e::stage::{body_json, signature_is_valid, Stage};
 use std::time::Duration;
-
-const PEOPLE: &str =
-    "INSERT INTO ats.candidates (id, name, email) VALUES (7, 'Jane Smith', 'jane@example.com');
-    INSERT INTO ats.job_postings (id, title) VALUES (3, 'Senior Engineer');";
 
 const SUBMIT: &str = "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at)
                       VALUES (7, 3, now())";

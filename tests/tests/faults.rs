@@ -36,14 +36,7 @@ async fn pending(stage: &Stage) -> i64 {
 async fn relays_killed_mid_batch_lose_nothing_while_events_keep_coming() {
     let stage = Stage::new().await.unwrap();
     e2e::ats::load_and_track(&stage.db).await.unwrap();
-    stage
-        .db
-        .batch_execute(
-            "INSERT INTO ats.candidates (id, name, email) VALUES (7, 'Jane Smith', 'jane@example.com');
-             INSERT INTO ats.job_postings (id, title) VALUES (3, 'Senior Engineer');",
-        )
-        .await
-        .unwrap();
+    stage.db.batch_execute(e2e::ats::PEOPLE).await.unwrap();
     stage
         .endpoint("/load", &["application.*"], "")
         .await

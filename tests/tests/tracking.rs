@@ -1,6 +1,7 @@
 //! webhooks.track(): what it checks, what it attaches, and the transaction rules of the events
 //! its triggers emit.
 
+use e2e::ats::PEOPLE;
 use e2e::cluster::Cluster;
 
 async fn event_types(db: &tokio_postgres::Client) -> Vec<String> {
@@ -11,10 +12,6 @@ async fn event_types(db: &tokio_postgres::Client) -> Vec<String> {
         .map(|r| r.get(0))
         .collect()
 }
-
-const PEOPLE: &str =
-    "INSERT INTO ats.candidates (id, name, email) VALUES (7, 'Jane Smith', 'jane@example.com');
-    INSERT INTO ats.job_postings (id, title) VALUES (3, 'Senior Engineer');";
 
 #[tokio::test]
 async fn several_changes_in_one_update_emit_several_events_in_reference_order() {
