@@ -171,6 +171,27 @@ impl Cluster {
         checked(stop, "pg_ctl stop").map(drop)
     }
 
+    /// PostgreSQL in single-user mode on `database`, run by `wrapper` (a program and its
+    /// arguments, e.g. valgrind) as the server's user. The server must be stopped. It reads
+    /// commands from stdin, one per line, each in its own transaction.
+    pub fn single_user(&self, wrapper: &[&str], database: &str) -> Command {
+        let postgres = self.bindir.join("postgres");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = as_server_user(Path::new(program));
+                c.args(args).arg(&postgres);
+                c
+            }
+            None => as_server_user(&postgres),
+        };
+        command
+            .arg("--single")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg(database);
+        command
+    }
+
     /// A libpq/tokio-postgres connection string for `database` as the superuser.
     pub fn connstr(&self, database: &str) -> String {
         self.connstr_as(database, "postgres")

@@ -21,6 +21,8 @@ pub struct Options {
     pub seconds: u32,
     pub clients: u32,
     pub rounds: u32,
+    /// Only the instruction counts (crate::instructions), not the pgbench rounds.
+    pub instructions_only: bool,
 }
 
 const INSERT: &str = "\\set c random(1, 100)\n\\set j random(1, 10)\n\
@@ -64,8 +66,8 @@ CREATE TRIGGER bench_naive_outbox AFTER INSERT OR UPDATE ON ats.applications
 /// The line that perf-notes' "same trigger without pg_notify" leaves out.
 const NAIVE_NOTIFY: &str = "PERFORM pg_notify('bench_outbox', '');";
 
-struct Variant {
-    name: &'static str,
+pub(crate) struct Variant {
+    pub(crate) name: &'static str,
     /// SQL that puts the database in this variant's state (from any other variant's).
     enter: &'static str,
     /// Whether the naive outbox trigger is installed, and with or without its NOTIFY.
@@ -78,7 +80,7 @@ enum Notify {
     Never,
 }
 
-const VARIANTS: &[Variant] = &[
+pub(crate) const VARIANTS: &[Variant] = &[
     Variant {
         name: "untracked",
         enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
@@ -111,6 +113,16 @@ const VARIANTS: &[Variant] = &[
     },
 ];
 
+/// Put the database in `variant`'s state, vacuumed and checkpointed.
+pub(crate) fn enter(cluster: &Cluster, variant: &Variant) -> Result<()> {
+    psql(cluster, variant.enter)?;
+    if let Some(notify) = variant.naive {
+        psql(cluster, &naive_outbox(notify))?;
+    }
+    psql(cluster, "VACUUM ANALYZE")?;
+    psql(cluster, "CHECKPOINT")
+}
+
 fn naive_outbox(notify: Notify) -> String {
     assert!(NAIVE_OUTBOX.contains(NAIVE_NOTIFY));
     match notify {
@@ -132,6 +144,9 @@ pub fn run(options: &Options) -> Result<()> {
         let pid: i32 = db.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
         anyhow::Ok(pid as u32)
     })?;
+    if options.instructions_only {
+        return crate::instructions::count(&cluster);
+    }
     let postmaster = procstat::parent_pid(backend).context("finding the postmaster's pid")?;
     let sampler_db = std::sync::Arc::new(runtime.block_on(cluster.connect("bench"))?);
     // The server's own processes (and the sampler's), once the set-up connection has gone.
@@ -159,12 +174,7 @@ pub fn run(options: &Options) -> Result<()> {
     for round in 1..=options.rounds {
         for (w, (workload, script)) in workloads.iter().enumerate() {
             for (v, variant) in VARIANTS.iter().enumerate() {
-                psql(&cluster, variant.enter)?;
-                if let Some(notify) = variant.naive {
-                    psql(&cluster, &naive_outbox(notify))?;
-                }
-                psql(&cluster, "VACUUM ANALYZE")?;
-                psql(&cluster, "CHECKPOINT")?;
+                enter(&cluster, variant)?;
                 // The psql sessions above and pgbench's backends must be reaped before each
                 // reading, or their CPU lands in the neighbouring run.
                 procstat::wait_for_children(postmaster, idle_children, Duration::from_secs(5));
@@ -214,7 +224,9 @@ pub fn run(options: &Options) -> Result<()> {
         println!("| {} | {} |", variant.name, cells.join(" | "));
     }
     let db = runtime.block_on(cluster.connect("bench"))?;
-    runtime.block_on(drain_fan_out_queue(&db, postmaster))
+    runtime.block_on(drain_fan_out_queue(&db, postmaster))?;
+    drop(db);
+    crate::instructions::count(&cluster)
 }
 
 /// The other half of a tracked write: the deliveries that `webhooks.fan_out()` makes after

@@ -3,14 +3,16 @@
 //! - `cargo xtask demo`  — set up what is missing, then run the demo end to end.
 //! - `cargo xtask test`  — set up what is missing, then fmt, clippy and every test.
 //! - `cargo xtask setup` — only the set-up (apt packages, cargo-pgrx 0.18.0, pgrx init).
-//! - `cargo xtask bench tracking [--seconds N] [--rounds N] [--clients N]` — the cost of
-//!   tracking to application writes (docs/benchmarks.md).
+//! - `cargo xtask bench tracking [--seconds N] [--rounds N] [--clients N] [--instructions-only]`
+//!   — the cost of tracking to application writes, in tps, CPU time and (with valgrind)
+//!   instructions per write (docs/benchmarks.md).
 //! - `cargo xtask bench relay [--backlog N] [--rate N] [--seconds N]` — relay throughput
 //!   against a raw client, and commit → receipt latency (docs/benchmarks.md).
 
 mod bench_relay;
 mod bench_tracking;
 mod demo;
+mod instructions;
 mod procstat;
 mod run;
 mod setup;
@@ -19,7 +21,7 @@ mod wait_sampler;
 
 const USAGE: &str = "usage: cargo xtask <demo|test|setup|bench tracking|bench relay>
   test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it
-  bench tracking [--seconds N] [--rounds N] [--clients N]
+  bench tracking [--seconds N] [--rounds N] [--clients N] [--instructions-only]
   bench relay [--backlog N] [--rate N] [--seconds N]";
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +47,7 @@ fn main() -> std::process::ExitCode {
                 seconds: flag(&args, "--seconds", 15),
                 rounds: flag(&args, "--rounds", 1),
                 clients: flag(&args, "--clients", 4),
+                instructions_only: args.iter().any(|a| a == "--instructions-only"),
             };
             setup::ensure_all().and_then(|()| bench_tracking::run(&options))
         }
