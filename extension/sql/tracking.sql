@@ -183,13 +183,20 @@ BEGIN
     -- The payload is built inside the first event's INSERT rather than by a statement of its
     -- own: every statement costs a tracked transaction its own snapshot, plan check, locks and
     -- executor start. Further events of the same change reuse it.
+    -- On INSERT every OLD column is NULL, so an INSERT gets the rules with OLD folded away
+    -- (OLD.col becomes NULL, which the plan of each condition then simplifies, and an UPDATE
+    -- test becomes false). PL/pgSQL then does not read OLD at all: about 15,000 CPU
+    -- instructions less for every tracked insert (docs/benchmarks.md).
     RETURN format($f$
 DECLARE
     fire       pg_catalog.text[] := '{}';
     payload    pg_catalog.jsonb;
     fired_type pg_catalog.text;
     logged_id  bigint;
-BEGIN%s
+BEGIN
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN%s
+    ELSE%s
+    END IF;
     IF pg_catalog.cardinality(fire) OPERATOR(pg_catalog.>) 0 THEN
         FOREACH fired_type IN ARRAY fire LOOP
             IF payload IS NULL THEN
@@ -209,7 +216,8 @@ BEGIN%s
     END IF;
     RETURN NULL;
 END
-$f$, rules, payload);
+$f$, replace(regexp_replace(rules, 'OLD\.[a-z_]+', 'NULL', 'g'), 'TG_OP OPERATOR(pg_catalog.=) ''UPDATE''', 'false'),
+      rules, payload);
 END
 $$;
 
