@@ -175,7 +175,7 @@ pub fn run(options: &Options) -> Result<()> {
         for (w, (workload, script)) in workloads.iter().enumerate() {
             for (v, variant) in VARIANTS.iter().enumerate() {
                 enter(&cluster, variant)?;
-                // The psql sessions above and pgbench's backends must be reaped before each
+                // enter()'s psql sessions and pgbench's backends must be reaped before each
                 // reading, or their CPU lands in the neighbouring run.
                 procstat::wait_for_children(postmaster, idle_children, Duration::from_secs(5));
                 let cpu_before = procstat::cluster_cpu_seconds(postmaster);
