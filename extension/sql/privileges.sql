@@ -95,10 +95,11 @@ COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log at
 COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, and tracked events awaiting fan-out (the relay''s /metrics).';
 COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give leased deliveries back unattempted, due again after delay_ms.';
 COMMENT ON FUNCTION webhooks.retry_now(bigint) IS 'Make waiting retries (of one endpoint, or all when NULL) due now. Returns how many.';
-COMMENT ON FUNCTION webhooks.track(regclass, text, regclass, regclass) IS 'Emit the documented events from changes to a table: checks its columns (naming any missing) and attaches a generated AFTER INSERT OR UPDATE trigger. kind defaults to the table name.';
-COMMENT ON FUNCTION webhooks.untrack(regclass, boolean) IS 'Stop tracking a table: drops its trigger and generated function.';
+COMMENT ON FUNCTION webhooks.track(regclass, text, regclass, regclass) IS 'Emit the documented events from changes to a table: checks its columns (naming any missing) and their types, and attaches the webhooks.track_changes AFTER INSERT OR UPDATE trigger. kind defaults to the table name.';
+COMMENT ON FUNCTION webhooks.untrack(regclass, boolean) IS 'Stop tracking a table: drops its trigger.';
 COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table (sql/ats_schema.sql) found in a schema.';
-COMMENT ON FUNCTION webhooks.tracker_body(text, regclass, regclass) IS 'The generated trigger body for a kind of table (used by track; readable with SELECT webhooks.tracker_body(''applications'', ''ats.candidates'', ''ats.job_postings'')).';
+COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.track attaches: track_changes(kind, candidates oid, job postings oid) fires the kind''s events (docs/ats-events.md) and logs them in the writing transaction.';
+COMMENT ON FUNCTION webhooks.check_trackable(oid, text, oid, oid) IS 'Used by track: refuses a table whose rule booleans, payload timestamps or people ids have types tracking cannot use.';
 COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
 COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
 COMMENT ON FUNCTION webhooks.set_relay_asleep(text, boolean) IS 'Relay only: register as asleep (emitters then NOTIFY at commit) or awake (it polls; no NOTIFY needed).';

@@ -1,7 +1,8 @@
 //! `pg_webhooks`: the system of record for webhook deliveries.
 //!
 //! Almost everything lives in plain SQL (see `extension/sql/`), so a DBA can read it with
-//! `\sf`. Rust supplies only what SQL does badly: strict URL parsing and strong secrets.
+//! `\sf`. Rust supplies only what SQL does badly: strict URL parsing, strong secrets, and the
+//! tracking trigger, which must cost an application's write as little as possible.
 
 use pgrx::prelude::*;
 
@@ -9,6 +10,7 @@ use pgrx::prelude::*;
 
 mod errors;
 mod secret;
+mod tracking;
 mod url_check;
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
@@ -25,7 +27,7 @@ extension_sql_file!("../sql/relay.sql", name = "relay", requires = ["api"]);
 extension_sql_file!(
     "../sql/tracking.sql",
     name = "tracking",
-    requires = ["relay"]
+    requires = ["relay", tracking::track_changes, tracking::check_trackable]
 );
 extension_sql_file!(
     "../sql/privileges.sql",
@@ -48,6 +50,7 @@ mod tests {
     include!("tests/privileges.rs");
     include!("tests/relay.rs");
     include!("tests/secrets.rs");
+    include!("tests/tracking.rs");
 }
 
 /// Required by `cargo pgrx test`: one-off setup and the test cluster's settings.

@@ -208,7 +208,26 @@ async fn a_write_whose_payload_would_exceed_256_kib_is_refused_and_leaves_nothin
         .await
         .unwrap_err();
     let db_error = error.as_db_error().unwrap();
-    assert_eq!(db_error.constraint(), Some("event_data_at_most_256_kib"));
+    assert_eq!(
+        db_error.code(),
+        &tokio_postgres::error::SqlState::CHECK_VIOLATION
+    );
+    assert!(
+        db_error
+            .message()
+            .contains("\"event_data_at_most_256_kib\""),
+        "{}",
+        db_error.message()
+    );
+    assert!(
+        db_error
+            .detail()
+            .unwrap()
+            .contains("review.submitted payload"),
+        "{:?}",
+        db_error.detail()
+    );
+    assert!(db_error.hint().is_some());
     let reviews: i64 = db
         .query_one("SELECT count(*) FROM ats.reviews", &[])
         .await

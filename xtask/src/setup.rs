@@ -96,10 +96,19 @@ fn ensure_pgrx_init() -> Result<()> {
 }
 
 /// Build the extension and copy it into the system PostgreSQL 15 (needs sudo when not root).
+/// Always a release build: the tracking trigger runs inside every tracked write, and the
+/// tests and benchmarks should run what users install.
 pub fn install_extension() -> Result<()> {
     let mut c = cmd(
         "cargo",
-        &["pgrx", "install", "--sudo", "--pg-config", PG_CONFIG],
+        &[
+            "pgrx",
+            "install",
+            "--release",
+            "--sudo",
+            "--pg-config",
+            PG_CONFIG,
+        ],
     );
     c.current_dir(crate::run::workspace().join("extension"));
     status(c)

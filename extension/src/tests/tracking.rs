@@ -1,0 +1,71 @@
+// The native tracking trigger against its SQL definitions: the column lists of
+// webhooks.table_kinds, and payload values as to_jsonb() and webhooks.iso8601() give them.
+// (tests/tests/ats_events.rs compares every event's payload with Kit's examples.)
+
+#[pg_test]
+fn the_trigger_reads_exactly_the_columns_table_kinds_requires() {
+    let kinds = crate::tracking::kind_columns();
+    assert_eq!(kinds.len() as i64, count("webhooks.table_kinds"));
+    for (kind, columns) in kinds {
+        let required = Spi::get_one::<Vec<String>>(&format!(
+            "SELECT required_columns FROM webhooks.table_kinds WHERE kind = '{kind}'"
+        ))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{kind} is not in webhooks.table_kinds"));
+        assert_eq!(required, columns, "{kind}");
+    }
+}
+
+#[pg_test]
+fn payload_values_are_what_to_jsonb_and_iso8601_give_for_any_column_type() {
+    run("CREATE SCHEMA conv;
+         CREATE TYPE conv.state AS ENUM ('draft', 'sent');
+         CREATE DOMAIN conv.line AS varchar(200);
+         CREATE TABLE conv.messages (id text PRIMARY KEY, campaign_id text, prospect_id text,
+             step_number numeric, subject conv.line, status conv.state, sent_at timestamp,
+             approved_at date, retry_count smallint, last_error_code int[])");
+    run("SELECT webhooks.track('conv.messages', kind => 'outreach_messages')");
+    // Timestamps without a time zone are read in the session's zone, as the cast reads them.
+    run("SET LOCAL TimeZone = 'Asia/Kolkata'");
+    run(r#"INSERT INTO conv.messages VALUES
+           ('om_1', 'oc_1', 'op_1', 2.50, 'Hi "there" \ é', 'sent', '2025-03-01 10:00:59.9', '2025-02-28', 3, '{1,NULL}'),
+           ('om_2', 'oc_1', 'op_2', NULL, NULL, 'sent', 'infinity', '0044-03-15 BC', NULL, NULL),
+           ('om_3', 'oc_1', 'op_3', 1e20, 'x', 'sent', '10000-01-01', NULL, -1, '{}')"#);
+    assert_eq!(count("webhooks.events"), 3);
+    let mismatches = count(
+        "webhooks.events ev JOIN conv.messages m ON m.id = ev.data ->> 'id'
+          WHERE ev.data IS DISTINCT FROM pg_catalog.jsonb_build_object(
+                'id', m.id, 'campaign_id', m.campaign_id, 'prospect_id', m.prospect_id,
+                'step_number', m.step_number, 'subject', m.subject, 'status', m.status,
+                'sent_at', webhooks.iso8601(m.sent_at), 'approved_at', webhooks.iso8601(m.approved_at),
+                'retry_count', m.retry_count, 'last_error_code', m.last_error_code)",
+    );
+    assert_eq!(mismatches, 0, "{}", one::<String>("SELECT string_agg(data::text, E'\\n') FROM webhooks.events"));
+    assert_eq!(
+        one::<String>("SELECT data ->> 'sent_at' FROM webhooks.events WHERE data ->> 'id' = 'om_1'"),
+        "2025-03-01T04:30:59Z"
+    );
+}
+
+#[pg_test]
+fn track_refuses_columns_whose_types_the_rules_cannot_read() {
+    run("CREATE SCHEMA odd;
+         CREATE TABLE odd.candidates (id bigint PRIMARY KEY, name text, email text);
+         CREATE TABLE odd.job_postings (id bigint PRIMARY KEY, title text);
+         CREATE TABLE odd.applications (id int, candidate_id bigint, job_posting_id bigint,
+             current_stage text, submitted_at timestamptz, rejected text, withdrawn bool, offered bool);
+         CREATE TABLE odd.reviews (id int, candidate_id bigint, job_posting_id point,
+             recommendation text, reviewer text, stage text);
+         CREATE TABLE odd.interviews (id int, candidate_id bigint, job_posting_id bigint,
+             status text, scheduled_at text, duration_minutes int)");
+    let rejected = error_as(None, "SELECT webhooks.track('odd.applications')").expect("refused");
+    assert_eq!(rejected.sqlstate, "42804");
+    assert!(rejected.message.contains("odd.applications.rejected is text, but the applications rules read it as boolean"), "{rejected:?}");
+    assert!(rejected.hint.contains("ALTER TABLE"), "{rejected:?}");
+    let posting = error_as(None, "SELECT webhooks.track('odd.reviews')").expect("refused");
+    assert!(posting.message.contains("odd.reviews.job_posting_id cannot be looked up: odd.job_postings.id (bigint) cannot be compared with a value of type point"), "{posting:?}");
+    let time = error_as(None, "SELECT webhooks.track('odd.interviews')").expect("refused");
+    assert!(time.message.contains("odd.interviews.scheduled_at is text, but interviews payloads send it as a timestamp"), "{time:?}");
+    assert_eq!(count("webhooks.tracked_tables"), 0);
+    assert_eq!(count("pg_trigger WHERE tgname = 'webhooks_events'"), 0);
+}

@@ -1,0 +1,226 @@
+//! One row change as the rules see it: NEW and OLD column values by name, compared the way
+//! SQL compares them (`IS DISTINCT FROM` with the column type's `=` and collation).
+
+use super::kinds::Kind;
+use pgrx::pg_sys;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+
+/// The attribute numbers of a kind's columns in one table, in `Kind::columns` order.
+pub type Attnums = Vec<pg_sys::AttrNumber>;
+
+thread_local! {
+    /// Per tracked table. Checked against the table's descriptor on every use, so a renamed,
+    /// dropped or re-added column is looked up again rather than read at a stale position.
+    static ATTNUMS: RefCell<HashMap<pg_sys::Oid, Attnums>> = RefCell::new(HashMap::new());
+}
+
+pub struct Change<'a> {
+    pub kind: &'static Kind,
+    desc: pg_sys::TupleDesc,
+    new: Row,
+    /// None on INSERT: every OLD column reads as NULL.
+    old: Option<Row>,
+    attnums: &'a Attnums,
+}
+
+/// A row's columns, taken apart once (in the current memory context): the rules and the
+/// payload read a dozen of them, and reading each from the tuple walks the columns before it.
+#[derive(Clone, Copy)]
+struct Row {
+    values: *mut pg_sys::Datum,
+    nulls: *mut bool,
+}
+
+impl Row {
+    unsafe fn deform(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> Row {
+        let natts = (*desc).natts as usize;
+        let values =
+            pg_sys::palloc(natts * std::mem::size_of::<pg_sys::Datum>()) as *mut pg_sys::Datum;
+        let nulls = pg_sys::palloc(natts) as *mut bool;
+        pg_sys::heap_deform_tuple(tuple, desc, values, nulls);
+        Row { values, nulls }
+    }
+
+    unsafe fn get(self, attnum: pg_sys::AttrNumber) -> Option<pg_sys::Datum> {
+        let i = attnum as usize - 1;
+        (!*self.nulls.add(i)).then(|| *self.values.add(i))
+    }
+}
+
+/// The column's attribute (its name, type and collation).
+unsafe fn attribute(
+    desc: pg_sys::TupleDesc,
+    attnum: pg_sys::AttrNumber,
+) -> &'static pg_sys::FormData_pg_attribute {
+    &*(*desc).attrs.as_ptr().add(attnum as usize - 1)
+}
+
+unsafe fn attribute_is(desc: pg_sys::TupleDesc, attnum: pg_sys::AttrNumber, name: &str) -> bool {
+    if attnum < 1 || attnum as i32 > (*desc).natts {
+        return false;
+    }
+    let attr = attribute(desc, attnum);
+    !attr.attisdropped && CStr::from_ptr(attr.attname.data.as_ptr()).to_bytes() == name.as_bytes()
+}
+
+/// `schema.table`, for messages.
+pub unsafe fn relation_name(relation: pg_sys::Relation) -> String {
+    let schema = CStr::from_ptr(pg_sys::get_namespace_name(
+        (*(*relation).rd_rel).relnamespace,
+    ));
+    let name = CStr::from_ptr((*(*relation).rd_rel).relname.data.as_ptr());
+    format!("{}.{}", schema.to_string_lossy(), name.to_string_lossy())
+}
+
+/// Where each of `columns` is in the relation; a missing column is an ERROR naming it.
+pub unsafe fn find_attnums(relation: pg_sys::Relation, columns: &[&str]) -> Attnums {
+    let desc = (*relation).rd_att;
+    columns
+        .iter()
+        .map(|column| {
+            (1..=(*desc).natts as pg_sys::AttrNumber)
+                .find(|&attnum| attribute_is(desc, attnum, column))
+                .unwrap_or_else(|| {
+                    let table = relation_name(relation);
+                    pgrx::error!(
+                        "table {table} has no column \"{column}\" any more; restore the column, or run webhooks.untrack() on the tracked table"
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Run `body` with the attribute numbers of `kind`'s columns in the table `relid`.
+pub unsafe fn with_attnums<R>(
+    relation: pg_sys::Relation,
+    kind: &Kind,
+    body: impl FnOnce(&Attnums) -> R,
+) -> R {
+    let (relid, desc) = ((*relation).rd_id, (*relation).rd_att);
+    let cached = ATTNUMS.with_borrow(|cache| {
+        cache.get(&relid).cloned().filter(|attnums| {
+            attnums.len() == kind.columns.len()
+                && attnums
+                    .iter()
+                    .zip(kind.columns)
+                    .all(|(&attnum, column)| attribute_is(desc, attnum, column))
+        })
+    });
+    let attnums = match cached {
+        Some(attnums) => attnums,
+        None => {
+            let attnums = find_attnums(relation, kind.columns);
+            ATTNUMS.with_borrow_mut(|cache| cache.insert(relid, attnums.clone()));
+            attnums
+        }
+    };
+    body(&attnums)
+}
+
+impl<'a> Change<'a> {
+    pub fn new(
+        kind: &'static Kind,
+        desc: pg_sys::TupleDesc,
+        new: pg_sys::HeapTuple,
+        old: Option<pg_sys::HeapTuple>,
+        attnums: &'a Attnums,
+    ) -> Self {
+        unsafe {
+            Change {
+                kind,
+                desc,
+                new: Row::deform(new, desc),
+                old: old.map(|old| Row::deform(old, desc)),
+                attnums,
+            }
+        }
+    }
+
+    pub fn is_update(&self) -> bool {
+        self.old.is_some()
+    }
+
+    fn attnum(&self, column: &str) -> pg_sys::AttrNumber {
+        let position = self.kind.columns.iter().position(|c| *c == column);
+        self.attnums
+            [position.unwrap_or_else(|| panic!("{column} is not a column of {}", self.kind.name))]
+    }
+
+    /// The column's type and collation.
+    pub fn type_of(&self, column: &str) -> (pg_sys::Oid, pg_sys::Oid) {
+        let attr = unsafe { attribute(self.desc, self.attnum(column)) };
+        (attr.atttypid, attr.attcollation)
+    }
+
+    fn get(&self, row: Row, column: &str) -> Option<pg_sys::Datum> {
+        unsafe { row.get(self.attnum(column)) }
+    }
+
+    pub fn new_value(&self, column: &str) -> Option<pg_sys::Datum> {
+        self.get(self.new, column)
+    }
+
+    pub fn old_value(&self, column: &str) -> Option<pg_sys::Datum> {
+        self.old.and_then(|old| self.get(old, column))
+    }
+
+    /// `OLD.column IS DISTINCT FROM NEW.column`.
+    pub fn changed(&self, column: &str) -> bool {
+        match (self.old_value(column), self.new_value(column)) {
+            (None, None) => false,
+            (Some(old), Some(new)) => !self.equal(column, old, new),
+            _ => true,
+        }
+    }
+
+    /// `NEW.column = OLD.column` (false when either is NULL).
+    pub fn unchanged(&self, column: &str) -> bool {
+        match (self.old_value(column), self.new_value(column)) {
+            (Some(old), Some(new)) => self.equal(column, old, new),
+            _ => false,
+        }
+    }
+
+    /// `OLD.column IS NULL AND NEW.column IS NOT NULL`.
+    pub fn became_set(&self, column: &str) -> bool {
+        self.old_value(column).is_none() && self.new_value(column).is_some()
+    }
+
+    /// A boolean column that was false or NULL and is now true.
+    pub fn became_true(&self, column: &str) -> bool {
+        self.old_value(column).is_none_or(|d| d.value() == 0) && self.new_is_true(column)
+    }
+
+    pub fn new_is_true(&self, column: &str) -> bool {
+        self.new_value(column).is_some_and(|d| d.value() != 0)
+    }
+
+    /// `NEW.column::text`, for a column of any type (text, varchar, an enum, ...).
+    pub fn new_text(&self, column: &str) -> Option<String> {
+        self.new_value(column).map(|d| self.text(column, d))
+    }
+
+    pub fn old_text(&self, column: &str) -> Option<String> {
+        self.old_value(column).map(|d| self.text(column, d))
+    }
+
+    fn text(&self, column: &str, datum: pg_sys::Datum) -> String {
+        let (type_oid, _) = self.type_of(column);
+        unsafe { super::values::to_text(datum, type_oid) }
+    }
+
+    /// The column type's `=`, under the column's collation; types without one compare by
+    /// their stored bytes.
+    fn equal(&self, column: &str, a: pg_sys::Datum, b: pg_sys::Datum) -> bool {
+        let (type_oid, collation) = self.type_of(column);
+        unsafe {
+            let entry = pg_sys::lookup_type_cache(type_oid, pg_sys::TYPECACHE_EQ_OPR_FINFO as i32);
+            if (*entry).eq_opr_finfo.fn_oid == pg_sys::InvalidOid {
+                return super::ffi::datum_image_eq(a, b, (*entry).typbyval, (*entry).typlen as i32);
+            }
+            pg_sys::FunctionCall2Coll(&mut (*entry).eq_opr_finfo, collation, a, b).value() != 0
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! A change's payload: the kind's fields, built as one jsonb value in memory (what the SQL
+//! version's `jsonb_build_object(...)` gave, without evaluating an expression tree).
+
+use super::change::Change;
+use super::kinds::Source;
+use super::{people, values};
+use pgrx::pg_sys::{self, JsonbIteratorToken::*, Oid};
+use std::sync::OnceLock;
+
+/// Each kind's payload fields in jsonb's key order (shorter keys first, then bytewise). jsonb
+/// sorts an object's keys when it is finished; keys pushed in that order make the sort a
+/// single pass over sorted input instead of a real sort.
+fn in_jsonb_order(kind: &super::kinds::Kind) -> &'static [usize] {
+    static ORDERS: OnceLock<Vec<Vec<usize>>> = OnceLock::new();
+    let orders = ORDERS.get_or_init(|| {
+        super::kinds::KINDS
+            .iter()
+            .map(|kind| {
+                let mut order: Vec<usize> = (0..kind.payload.len()).collect();
+                order.sort_by_key(|&i| (kind.payload[i].0.len(), kind.payload[i].0));
+                order
+            })
+            .collect()
+    });
+    let position = super::kinds::KINDS
+        .iter()
+        .position(|k| std::ptr::eq(k, kind))
+        .expect("a kind of KINDS");
+    &orders[position]
+}
+
+/// The tables a payload's candidate and job posting are read from.
+pub struct People {
+    pub candidates: Oid,
+    pub job_postings: Oid,
+}
+
+pub unsafe fn build(
+    change: &Change,
+    people: &People,
+    snapshot: pg_sys::Snapshot,
+) -> *mut pg_sys::Jsonb {
+    let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
+    pg_sys::pushJsonbValue(&mut state, WJB_BEGIN_OBJECT, std::ptr::null_mut());
+    for &field in in_jsonb_order(change.kind) {
+        let (key, source) = &change.kind.payload[field];
+        pg_sys::pushJsonbValue(&mut state, WJB_KEY, &mut values::string(key.as_bytes()));
+        let reference = |column: &str| {
+            change
+                .new_value(column)
+                .map(|id| (id, change.type_of(column).0))
+        };
+        let mut value = match source {
+            Source::Column(column) => {
+                values::to_jsonb(change.new_value(column), change.type_of(column).0)
+            }
+            Source::Time(column) => {
+                let text = change
+                    .new_value(column)
+                    .and_then(|datum| values::iso8601(datum, change.type_of(column).0));
+                text.map_or_else(values::null, |text| values::owned_string(&text))
+            }
+            Source::Candidate => {
+                people::push_row(
+                    &mut state,
+                    people.candidates,
+                    &["id", "name", "email"],
+                    reference("candidate_id"),
+                    snapshot,
+                );
+                continue;
+            }
+            Source::JobPosting => {
+                people::push_row(
+                    &mut state,
+                    people.job_postings,
+                    &["id", "title"],
+                    reference("job_posting_id"),
+                    snapshot,
+                );
+                continue;
+            }
+        };
+        pg_sys::pushJsonbValue(&mut state, WJB_VALUE, &mut value);
+    }
+    let object = pg_sys::pushJsonbValue(&mut state, WJB_END_OBJECT, std::ptr::null_mut());
+    pg_sys::JsonbValueToJsonb(object)
+}

@@ -1,0 +1,222 @@
+//! The candidate and job posting a payload names, read by id through the people table's
+//! index on id: one index probe each, without planning or running a query.
+
+use super::change::{find_attnums, relation_name};
+use super::values;
+use pgrx::pg_sys::{self, Datum, Oid};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+
+thread_local! {
+    /// Probes by (people table, id column, argument type); an entry is used only while its
+    /// index is still one of the table's.
+    static PROBES: RefCell<HashMap<(Oid, pg_sys::AttrNumber, Oid), Probe>> = RefCell::new(HashMap::new());
+}
+
+/// How to find a row by id: the index (if any) and the equality function for the id's type.
+#[derive(Clone, Copy)]
+pub struct Probe {
+    index: Oid,
+    procedure: pg_sys::RegProcedure,
+    subtype: Oid,
+    collation: Oid,
+}
+
+unsafe fn type_name(type_oid: Oid) -> String {
+    CStr::from_ptr(pg_sys::format_type_be(type_oid))
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The first valid b-tree index whose first column is `id_attnum`, preferring the primary key.
+unsafe fn index_on_id(
+    table: pg_sys::Relation,
+    id_attnum: pg_sys::AttrNumber,
+) -> Option<pg_sys::Relation> {
+    let indexes = pgrx::PgList::<Oid>::from_pg(pg_sys::RelationGetIndexList(table));
+    let primary = (*table).rd_pkindex;
+    let mut candidates: Vec<Oid> = indexes.iter_oid().collect();
+    candidates.sort_by_key(|&oid| oid != primary);
+    candidates.into_iter().find_map(|oid| {
+        let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as i32);
+        let form = &*(*index).rd_index;
+        let usable = form.indisvalid
+            && (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
+            && form.indkey.values.as_slice(1)[0] == id_attnum
+            && (*index).rd_indpred.is_null();
+        if usable {
+            Some(index)
+        } else {
+            pg_sys::index_close(index, pg_sys::AccessShareLock as i32);
+            None
+        }
+    })
+}
+
+/// How to find rows of `table` whose id equals a value of `argument_type`, or why it cannot.
+pub unsafe fn probe(
+    table: pg_sys::Relation,
+    id_attnum: pg_sys::AttrNumber,
+    argument_type: Oid,
+) -> Result<Probe, String> {
+    let id_attr = &*(*(*table).rd_att)
+        .attrs
+        .as_ptr()
+        .add(id_attnum as usize - 1);
+    let (index, family, input_type, collation) = match index_on_id(table, id_attnum) {
+        Some(index) => {
+            let found = (
+                (*index).rd_id,
+                *(*index).rd_opfamily,
+                *(*index).rd_opcintype,
+                *(*index).rd_indcollation,
+            );
+            pg_sys::index_close(index, pg_sys::AccessShareLock as i32);
+            found
+        }
+        None => {
+            let entry = pg_sys::lookup_type_cache(
+                id_attr.atttypid,
+                pg_sys::TYPECACHE_BTREE_OPFAMILY as i32,
+            );
+            (
+                pg_sys::InvalidOid,
+                (*entry).btree_opf,
+                (*entry).btree_opintype,
+                id_attr.attcollation,
+            )
+        }
+    };
+    let equal = |right: Oid| {
+        pg_sys::get_opfamily_member(
+            family,
+            input_type,
+            right,
+            pg_sys::BTEqualStrategyNumber as i16,
+        )
+    };
+    let (operator, subtype) = match equal(argument_type) {
+        op if op != pg_sys::InvalidOid => (
+            op,
+            if argument_type == input_type {
+                pg_sys::InvalidOid
+            } else {
+                argument_type
+            },
+        ),
+        _ if pg_sys::IsBinaryCoercible(argument_type, input_type) => {
+            (equal(input_type), pg_sys::InvalidOid)
+        }
+        _ => (pg_sys::InvalidOid, pg_sys::InvalidOid),
+    };
+    if family == pg_sys::InvalidOid || operator == pg_sys::InvalidOid {
+        return Err(format!(
+            "{}.id ({}) cannot be compared with a value of type {}",
+            relation_name(table),
+            type_name(id_attr.atttypid),
+            type_name(argument_type)
+        ));
+    }
+    Ok(Probe {
+        index,
+        procedure: pg_sys::get_opcode(operator),
+        subtype,
+        collation,
+    })
+}
+
+unsafe fn cached_probe(
+    table: pg_sys::Relation,
+    id_attnum: pg_sys::AttrNumber,
+    argument_type: Oid,
+) -> Probe {
+    let key = ((*table).rd_id, id_attnum, argument_type);
+    let still_valid = |probe: &Probe| {
+        probe.index == pg_sys::InvalidOid
+            || pg_sys::list_member_oid(pg_sys::RelationGetIndexList(table), probe.index)
+    };
+    if let Some(probe) = PROBES
+        .with_borrow(|probes| probes.get(&key).copied())
+        .filter(still_valid)
+    {
+        return probe;
+    }
+    let probe = probe(table, id_attnum, argument_type).unwrap_or_else(|why| pgrx::error!("{why}"));
+    PROBES.with_borrow_mut(|probes| probes.insert(key, probe));
+    probe
+}
+
+/// Push, as the current key's value, `{fields...}` of the row of `table_oid` whose id is `id`,
+/// or null when there is no such row (or no id), as the SQL subquery gives.
+pub unsafe fn push_row(
+    state: *mut *mut pg_sys::JsonbParseState,
+    table_oid: Oid,
+    fields: &[&str],
+    id: Option<(Datum, Oid)>,
+    snapshot: pg_sys::Snapshot,
+) {
+    let mut found = None;
+    if let Some((id, id_type)) = id {
+        let table = pg_sys::table_open(table_oid, pg_sys::AccessShareLock as i32);
+        let desc = (*table).rd_att;
+        let attnums = find_attnums(table, fields);
+        let probe = cached_probe(table, attnums[0], id_type);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyEntryInitialize(
+            &mut key,
+            0,
+            attnums[0],
+            pg_sys::BTEqualStrategyNumber as u16,
+            probe.subtype,
+            probe.collation,
+            probe.procedure,
+            id,
+        );
+        let scan = pg_sys::systable_beginscan(
+            table,
+            probe.index,
+            probe.index != pg_sys::InvalidOid,
+            snapshot,
+            1,
+            &mut key,
+        );
+        let tuple = pg_sys::systable_getnext(scan);
+        if !tuple.is_null() {
+            // A copy: the scan's buffer is released before the payload is built.
+            found = Some((pg_sys::heap_copytuple(tuple), desc, attnums));
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(table, pg_sys::NoLock as i32);
+    }
+    let Some((tuple, desc, attnums)) = found else {
+        pg_sys::pushJsonbValue(
+            state,
+            pg_sys::JsonbIteratorToken::WJB_VALUE,
+            &mut values::null(),
+        );
+        return;
+    };
+    pg_sys::pushJsonbValue(
+        state,
+        pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
+        std::ptr::null_mut(),
+    );
+    for (field, &attnum) in fields.iter().zip(&attnums) {
+        let mut is_null = false;
+        let datum = pg_sys::heap_getattr(tuple, attnum as i32, desc, &mut is_null);
+        let type_oid = (*(*desc).attrs.as_ptr().add(attnum as usize - 1)).atttypid;
+        pg_sys::pushJsonbValue(
+            state,
+            pg_sys::JsonbIteratorToken::WJB_KEY,
+            &mut values::string(field.as_bytes()),
+        );
+        let mut value = values::to_jsonb((!is_null).then_some(datum), type_oid);
+        pg_sys::pushJsonbValue(state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut value);
+    }
+    pg_sys::pushJsonbValue(
+        state,
+        pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
+        std::ptr::null_mut(),
+    );
+}
