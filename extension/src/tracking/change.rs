@@ -11,9 +11,10 @@ use std::ffi::CStr;
 pub type Attnums = Vec<pg_sys::AttrNumber>;
 
 thread_local! {
-    /// Per tracked table. Checked against the table's descriptor on every use, so a renamed,
-    /// dropped or re-added column is looked up again rather than read at a stale position.
-    static ATTNUMS: RefCell<HashMap<pg_sys::Oid, Attnums>> = RefCell::new(HashMap::new());
+    /// Per (table, column list). Checked against the table's descriptor on every use, so a
+    /// renamed, dropped or re-added column is looked up again rather than read at a stale
+    /// position.
+    static ATTNUMS: RefCell<HashMap<(pg_sys::Oid, usize), Attnums>> = RefCell::new(HashMap::new());
 }
 
 pub struct Change<'a> {
@@ -92,31 +93,27 @@ pub unsafe fn find_attnums(relation: pg_sys::Relation, columns: &[&str]) -> Attn
         .collect()
 }
 
-/// Run `body` with the attribute numbers of `kind`'s columns in the table `relid`.
-pub unsafe fn with_attnums<R>(
+/// The attribute numbers of `columns` in `relation`, from a per-backend cache that is checked
+/// against the relation's descriptor on every use.
+pub unsafe fn cached_attnums(
     relation: pg_sys::Relation,
-    kind: &Kind,
-    body: impl FnOnce(&Attnums) -> R,
-) -> R {
-    let (relid, desc) = ((*relation).rd_id, (*relation).rd_att);
+    columns: &'static [&'static str],
+) -> Attnums {
+    let desc = (*relation).rd_att;
+    let key = ((*relation).rd_id, columns.as_ptr() as usize);
     let cached = ATTNUMS.with_borrow(|cache| {
-        cache.get(&relid).cloned().filter(|attnums| {
-            attnums.len() == kind.columns.len()
-                && attnums
-                    .iter()
-                    .zip(kind.columns)
-                    .all(|(&attnum, column)| attribute_is(desc, attnum, column))
+        cache.get(&key).cloned().filter(|attnums| {
+            attnums
+                .iter()
+                .zip(columns)
+                .all(|(&attnum, column)| attribute_is(desc, attnum, column))
         })
     });
-    let attnums = match cached {
-        Some(attnums) => attnums,
-        None => {
-            let attnums = find_attnums(relation, kind.columns);
-            ATTNUMS.with_borrow_mut(|cache| cache.insert(relid, attnums.clone()));
-            attnums
-        }
-    };
-    body(&attnums)
+    cached.unwrap_or_else(|| {
+        let attnums = find_attnums(relation, columns);
+        ATTNUMS.with_borrow_mut(|cache| cache.insert(key, attnums.clone()));
+        attnums
+    })
 }
 
 impl<'a> Change<'a> {
@@ -143,7 +140,11 @@ impl<'a> Change<'a> {
     }
 
     fn attnum(&self, column: &str) -> pg_sys::AttrNumber {
-        let position = self.kind.columns.iter().position(|c| *c == column);
+        // The rules and payloads name columns with the same literals as Kind::columns, which
+        // the compiler stores once: comparing addresses finds them without comparing text.
+        let position = (self.kind.columns.iter())
+            .position(|c| std::ptr::eq(*c, column))
+            .or_else(|| self.kind.columns.iter().position(|c| *c == column));
         self.attnums
             [position.unwrap_or_else(|| panic!("{column} is not a column of {}", self.kind.name))]
     }

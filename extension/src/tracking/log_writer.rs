@@ -8,7 +8,7 @@
 //! the `webhooks.event_data` domain's checks (the payload is an object by construction, and
 //! its size is checked here). The log tables have no insert triggers, rules or foreign keys.
 
-use super::change::find_attnums;
+use super::change::cached_attnums;
 use pgrx::pg_sys::{self, Datum, Oid};
 use std::cell::Cell;
 
@@ -94,9 +94,9 @@ struct Target {
 
 impl Target {
     /// Open `relation`'s indexes; its columns must be exactly `columns`.
-    unsafe fn open(relation: pg_sys::Relation, columns: &[&str]) -> Target {
+    unsafe fn open(relation: pg_sys::Relation, columns: &'static [&'static str]) -> Target {
         let name = || super::change::relation_name(relation);
-        let attnums = find_attnums(relation, columns);
+        let attnums = cached_attnums(relation, columns);
         if (*(*relation).rd_att).natts as usize != columns.len()
             || attnums
                 .iter()
@@ -219,7 +219,12 @@ unsafe fn wake_sleeping_relays(
     snapshot: pg_sys::Snapshot,
 ) {
     let sleepers = pg_sys::table_open(catalog.sleeping_relays, pg_sys::AccessShareLock as i32);
-    let since = find_attnums(sleepers, &["since"])[0];
+    // Nobody has slept since VACUUM last truncated the table: nothing to read.
+    if pg_sys::RelationGetNumberOfBlocksInFork(sleepers, pg_sys::ForkNumber::MAIN_FORKNUM) == 0 {
+        pg_sys::table_close(sleepers, pg_sys::NoLock as i32);
+        return;
+    }
+    let since = cached_attnums(sleepers, &["since"])[0];
     let scan = pg_sys::systable_beginscan(
         sleepers,
         pg_sys::InvalidOid,

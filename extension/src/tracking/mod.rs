@@ -36,13 +36,13 @@ fn track_changes<'a>(
     if !row_level || !after || !(is_update || operation == pg_sys::TRIGGER_EVENT_INSERT) {
         error!("webhooks.track_changes() must be an AFTER INSERT OR UPDATE ... FOR EACH ROW trigger; attach it with webhooks.track()");
     }
-    let arguments = trigger_arguments(trigger.trigger());
-    let (kind, people) = match arguments.as_slice() {
-        [kind, candidates, job_postings] => (
-            kinds::find(kind).unwrap_or_else(|| error!("webhooks.track_changes(): unknown kind \"{kind}\"; attach it with webhooks.track()")),
-            payload::People { candidates: oid_argument(candidates), job_postings: oid_argument(job_postings) },
-        ),
-        _ => error!("webhooks.track_changes() takes three arguments; attach it with webhooks.track()"),
+    let [kind, candidates, job_postings] = trigger_arguments(trigger.trigger());
+    let kind = kinds::find(kind).unwrap_or_else(|| {
+        error!("webhooks.track_changes(): unknown kind \"{kind}\"; attach it with webhooks.track()")
+    });
+    let people = payload::People {
+        candidates: oid_argument(candidates),
+        job_postings: oid_argument(job_postings),
     };
     unsafe {
         let relation = data.tg_relation;
@@ -51,32 +51,32 @@ fn track_changes<'a>(
         } else {
             (data.tg_trigtuple, None)
         };
-        change::with_attnums(relation, kind, |attnums| {
-            let change = change::Change::new(kind, (*relation).rd_att, new, old, attnums);
-            let mut fired = Vec::with_capacity(2);
-            (kind.rules)(&change, &mut fired);
-            if fired.is_empty() {
-                return;
-            }
+        let attnums = change::cached_attnums(relation, kind.columns);
+        let change = change::Change::new(kind, (*relation).rd_att, new, old, &attnums);
+        let mut fired = Vec::with_capacity(2);
+        (kind.rules)(&change, &mut fired);
+        if !fired.is_empty() {
             // As a query in a PL/pgSQL trigger would: see everything this transaction has
             // written so far, including earlier rows of the same statement.
             pg_sys::CommandCounterIncrement();
             let snapshot = pg_sys::GetTransactionSnapshot();
             let payload = payload::build(&change, &people, snapshot);
             log_writer::log(&fired, payload, snapshot);
-        });
+        }
     }
     Ok(None)
 }
 
-fn trigger_arguments(trigger: &pg_sys::Trigger) -> Vec<&str> {
-    (0..trigger.tgnargs as usize)
-        .map(|i| {
-            unsafe { CStr::from_ptr(*trigger.tgargs.add(i)) }
-                .to_str()
-                .unwrap_or("")
-        })
-        .collect()
+/// The trigger's three arguments, as written by webhooks.track() (anything else is refused).
+fn trigger_arguments(trigger: &pg_sys::Trigger) -> [&str; 3] {
+    if trigger.tgnargs != 3 {
+        error!("webhooks.track_changes() takes three arguments; attach it with webhooks.track()");
+    }
+    std::array::from_fn(|i| {
+        unsafe { CStr::from_ptr(*trigger.tgargs.add(i)) }
+            .to_str()
+            .unwrap_or("")
+    })
 }
 
 fn oid_argument(text: &str) -> pg_sys::Oid {

@@ -1,10 +1,11 @@
-//! A change's payload: the kind's fields, built as one jsonb value in memory (what the SQL
-//! version's `jsonb_build_object(...)` gave, without evaluating an expression tree).
+//! A change's payload: the kind's fields, built as one tree of jsonb values in memory and
+//! serialised once (what the SQL version's `jsonb_build_object(...)` gave, without evaluating
+//! an expression tree or feeding jsonb's parser key by key).
 
 use super::change::Change;
 use super::kinds::Source;
 use super::{people, values};
-use pgrx::pg_sys::{self, JsonbIteratorToken::*, Oid};
+use pgrx::pg_sys::{self, JsonbIteratorToken::WJB_VALUE, Oid};
 use std::sync::OnceLock;
 
 /// Each kind's payload fields in jsonb's key order (shorter keys first, then bytewise). jsonb
@@ -40,17 +41,16 @@ pub unsafe fn build(
     people: &People,
     snapshot: pg_sys::Snapshot,
 ) -> *mut pg_sys::Jsonb {
-    let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
-    pg_sys::pushJsonbValue(&mut state, WJB_BEGIN_OBJECT, std::ptr::null_mut());
-    for &field in in_jsonb_order(change.kind) {
+    let order = in_jsonb_order(change.kind);
+    let mut fields = Vec::with_capacity(order.len());
+    for &field in order {
         let (key, source) = &change.kind.payload[field];
-        pg_sys::pushJsonbValue(&mut state, WJB_KEY, &mut values::string(key.as_bytes()));
         let reference = |column: &str| {
             change
                 .new_value(column)
                 .map(|id| (id, change.type_of(column).0))
         };
-        let mut value = match source {
+        let value = match source {
             Source::Column(column) => {
                 values::to_jsonb(change.new_value(column), change.type_of(column).0)
             }
@@ -60,29 +60,28 @@ pub unsafe fn build(
                     .and_then(|datum| values::iso8601(datum, change.type_of(column).0));
                 text.map_or_else(values::null, |text| values::owned_string(&text))
             }
-            Source::Candidate => {
-                people::push_row(
-                    &mut state,
-                    people.candidates,
-                    &["id", "name", "email"],
-                    reference("candidate_id"),
-                    snapshot,
-                );
-                continue;
-            }
-            Source::JobPosting => {
-                people::push_row(
-                    &mut state,
-                    people.job_postings,
-                    &["id", "title"],
-                    reference("job_posting_id"),
-                    snapshot,
-                );
-                continue;
-            }
+            Source::Candidate => people::row(
+                people.candidates,
+                &["id", "name", "email"],
+                reference("candidate_id"),
+                snapshot,
+            ),
+            Source::JobPosting => people::row(
+                people.job_postings,
+                &["id", "title"],
+                reference("job_posting_id"),
+                snapshot,
+            ),
         };
-        pg_sys::pushJsonbValue(&mut state, WJB_VALUE, &mut value);
+        fields.push((*key, value));
     }
-    let object = pg_sys::pushJsonbValue(&mut state, WJB_END_OBJECT, std::ptr::null_mut());
-    pg_sys::JsonbValueToJsonb(object)
+    let mut object = values::object(&fields);
+    if values::holds_binary(&object) {
+        // Stored jsonb inside (a jsonb column, or a type converted by to_jsonb): only the
+        // parser's push interface can splice it in.
+        let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
+        let pushed = values::push(&mut state, WJB_VALUE, &mut object);
+        return pg_sys::JsonbValueToJsonb(pushed);
+    }
+    pg_sys::JsonbValueToJsonb(&mut object)
 }

@@ -1,7 +1,7 @@
 //! The candidate and job posting a payload names, read by id through the people table's
 //! index on id: one index probe each, without planning or running a query.
 
-use super::change::{find_attnums, relation_name};
+use super::change::{cached_attnums, relation_name};
 use super::values;
 use pgrx::pg_sys::{self, Datum, Oid};
 use std::cell::RefCell;
@@ -134,6 +134,7 @@ unsafe fn cached_probe(
     let key = ((*table).rd_id, id_attnum, argument_type);
     let still_valid = |probe: &Probe| {
         probe.index == pg_sys::InvalidOid
+            || ((*table).rd_indexvalid && (*table).rd_pkindex == probe.index)
             || pg_sys::list_member_oid(pg_sys::RelationGetIndexList(table), probe.index)
     };
     if let Some(probe) = PROBES
@@ -147,76 +148,58 @@ unsafe fn cached_probe(
     probe
 }
 
-/// Push, as the current key's value, `{fields...}` of the row of `table_oid` whose id is `id`,
-/// or null when there is no such row (or no id), as the SQL subquery gives.
-pub unsafe fn push_row(
-    state: *mut *mut pg_sys::JsonbParseState,
+/// `{fields...}` of the row of `table_oid` whose id is `id`, or null when there is no such
+/// row (or no id), as the SQL subquery gives. `fields` must be in jsonb's key order.
+pub unsafe fn row(
     table_oid: Oid,
-    fields: &[&str],
+    fields: &'static [&'static str],
     id: Option<(Datum, Oid)>,
     snapshot: pg_sys::Snapshot,
-) {
-    let mut found = None;
-    if let Some((id, id_type)) = id {
-        let table = pg_sys::table_open(table_oid, pg_sys::AccessShareLock as i32);
-        let desc = (*table).rd_att;
-        let attnums = find_attnums(table, fields);
-        let probe = cached_probe(table, attnums[0], id_type);
-        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-        pg_sys::ScanKeyEntryInitialize(
-            &mut key,
-            0,
-            attnums[0],
-            pg_sys::BTEqualStrategyNumber as u16,
-            probe.subtype,
-            probe.collation,
-            probe.procedure,
-            id,
-        );
-        let scan = pg_sys::systable_beginscan(
-            table,
-            probe.index,
-            probe.index != pg_sys::InvalidOid,
-            snapshot,
-            1,
-            &mut key,
-        );
-        let tuple = pg_sys::systable_getnext(scan);
-        if !tuple.is_null() {
-            // A copy: the scan's buffer is released before the payload is built.
-            found = Some((pg_sys::heap_copytuple(tuple), desc, attnums));
-        }
-        pg_sys::systable_endscan(scan);
-        pg_sys::table_close(table, pg_sys::NoLock as i32);
-    }
-    let Some((tuple, desc, attnums)) = found else {
-        pg_sys::pushJsonbValue(
-            state,
-            pg_sys::JsonbIteratorToken::WJB_VALUE,
-            &mut values::null(),
-        );
-        return;
+) -> pg_sys::JsonbValue {
+    let Some((id, id_type)) = id else {
+        return values::null();
     };
-    pg_sys::pushJsonbValue(
-        state,
-        pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
-        std::ptr::null_mut(),
+    let table = pg_sys::table_open(table_oid, pg_sys::AccessShareLock as i32);
+    let desc = (*table).rd_att;
+    let attnums = cached_attnums(table, fields);
+    let probe = cached_probe(table, attnums[0], id_type);
+    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+    pg_sys::ScanKeyEntryInitialize(
+        &mut key,
+        0,
+        attnums[0],
+        pg_sys::BTEqualStrategyNumber as u16,
+        probe.subtype,
+        probe.collation,
+        probe.procedure,
+        id,
     );
-    for (field, &attnum) in fields.iter().zip(&attnums) {
-        let mut is_null = false;
-        let datum = pg_sys::heap_getattr(tuple, attnum as i32, desc, &mut is_null);
-        let type_oid = (*(*desc).attrs.as_ptr().add(attnum as usize - 1)).atttypid;
-        pg_sys::pushJsonbValue(
-            state,
-            pg_sys::JsonbIteratorToken::WJB_KEY,
-            &mut values::string(field.as_bytes()),
-        );
-        let mut value = values::to_jsonb((!is_null).then_some(datum), type_oid);
-        pg_sys::pushJsonbValue(state, pg_sys::JsonbIteratorToken::WJB_VALUE, &mut value);
+    let scan = pg_sys::systable_beginscan(
+        table,
+        probe.index,
+        probe.index != pg_sys::InvalidOid,
+        snapshot,
+        1,
+        &mut key,
+    );
+    let found = pg_sys::systable_getnext(scan);
+    let mut object = values::null();
+    if !found.is_null() {
+        // A copy: the payload is serialised after the scan has let go of its buffer.
+        let tuple = pg_sys::heap_copytuple(found);
+        let mut columns = Vec::with_capacity(fields.len());
+        for (field, &attnum) in fields.iter().zip(&attnums) {
+            let mut is_null = false;
+            let datum = pg_sys::heap_getattr(tuple, attnum as i32, desc, &mut is_null);
+            let type_oid = (*(*desc).attrs.as_ptr().add(attnum as usize - 1)).atttypid;
+            columns.push((
+                *field,
+                values::to_jsonb((!is_null).then_some(datum), type_oid),
+            ));
+        }
+        object = values::object(&columns);
     }
-    pg_sys::pushJsonbValue(
-        state,
-        pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
-        std::ptr::null_mut(),
-    );
+    pg_sys::systable_endscan(scan);
+    pg_sys::table_close(table, pg_sys::NoLock as i32);
+    object
 }

@@ -197,3 +197,60 @@ fn push_digits(text: &mut String, value: u32, width: u32) {
         text.push(char::from(b'0' + (value / 10u32.pow(power) % 10) as u8));
     }
 }
+
+/// A JSON object of `fields`, whose keys must be in jsonb's order (shorter first, then
+/// bytewise) and distinct, as a serialised jsonb object keeps them. The pairs live in the
+/// current memory context.
+pub unsafe fn object(fields: &[(&'static str, JsonbValue)]) -> JsonbValue {
+    let pairs = pg_sys::palloc(fields.len() * std::mem::size_of::<pg_sys::JsonbPair>())
+        as *mut pg_sys::JsonbPair;
+    for (i, (key, value)) in fields.iter().enumerate() {
+        debug_assert!(i == 0 || (fields[i - 1].0.len(), fields[i - 1].0) < (key.len(), *key));
+        pairs.add(i).write(pg_sys::JsonbPair {
+            key: string(key.as_bytes()),
+            value: *value,
+            order: i as u32,
+        });
+    }
+    JsonbValue {
+        type_: pg_sys::jbvType::jbvObject,
+        val: pg_sys::JsonbValue__bindgen_ty_1 {
+            object: pg_sys::JsonbValue__bindgen_ty_1__bindgen_ty_3 {
+                nPairs: fields.len() as i32,
+                pairs,
+            },
+        },
+    }
+}
+
+unsafe fn pairs<'a>(object: &JsonbValue) -> &'a mut [pg_sys::JsonbPair] {
+    let object = object.val.object;
+    std::slice::from_raw_parts_mut(object.pairs, object.nPairs as usize)
+}
+
+/// Whether a tree of values built here holds stored jsonb, which only `push` can serialise.
+pub unsafe fn holds_binary(value: &JsonbValue) -> bool {
+    match value.type_ {
+        pg_sys::jbvType::jbvBinary => true,
+        pg_sys::jbvType::jbvObject => pairs(value).iter().any(|pair| holds_binary(&pair.value)),
+        _ => false,
+    }
+}
+
+/// Feed a tree of values to jsonb's parser as `token`; returns what the parser returns.
+pub unsafe fn push(
+    state: *mut *mut pg_sys::JsonbParseState,
+    token: pg_sys::JsonbIteratorToken::Type,
+    value: &mut JsonbValue,
+) -> *mut JsonbValue {
+    use pg_sys::JsonbIteratorToken::*;
+    if value.type_ != pg_sys::jbvType::jbvObject {
+        return pg_sys::pushJsonbValue(state, token, value);
+    }
+    pg_sys::pushJsonbValue(state, WJB_BEGIN_OBJECT, std::ptr::null_mut());
+    for pair in pairs(value) {
+        pg_sys::pushJsonbValue(state, WJB_KEY, &mut pair.key);
+        push(state, WJB_VALUE, &mut pair.value);
+    }
+    pg_sys::pushJsonbValue(state, WJB_END_OBJECT, std::ptr::null_mut())
+}
