@@ -69,3 +69,24 @@ fn track_refuses_columns_whose_types_the_rules_cannot_read() {
     assert_eq!(count("webhooks.tracked_tables"), 0);
     assert_eq!(count("pg_trigger WHERE tgname = 'webhooks_events'"), 0);
 }
+
+#[pg_test]
+fn only_track_can_attach_the_tracking_trigger() {
+    // The trigger writes the log without privilege checks, so attaching it is what must be
+    // guarded: EXECUTE on it is revoked from PUBLIC, and only track() (an admin function) may.
+    run("CREATE ROLE app_owner;
+         CREATE SCHEMA owned AUTHORIZATION app_owner;
+         CREATE TABLE owned.reviews (id int, candidate_id bigint, job_posting_id bigint,
+             recommendation text, reviewer text, stage text);
+         ALTER TABLE owned.reviews OWNER TO app_owner");
+    let refused = error_as(
+        Some("app_owner"),
+        "CREATE TRIGGER forged AFTER INSERT ON owned.reviews FOR EACH ROW
+         EXECUTE FUNCTION webhooks.track_changes('reviews', '0', '0')",
+    )
+    .expect("refused");
+    assert_eq!(refused.sqlstate, "42501", "{refused:?}");
+    assert!(refused.message.contains("track_changes"), "{refused:?}");
+    let refused = error_as(Some("app_owner"), "SELECT webhooks.track('owned.reviews')").expect("refused");
+    assert_eq!(refused.sqlstate, "42501", "{refused:?}");
+}
