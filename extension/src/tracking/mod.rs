@@ -6,8 +6,8 @@
 //! 2. if any event fires, builds the payload once (`payload`, `values`, `people`);
 //! 3. logs each event and queues it for fan-out, then wakes a sleeping relay (`log_writer`).
 //!
-//! It replaced generated PL/pgSQL trigger functions: the same rules and payloads cost an
-//! application's write about four times less CPU this way (docs/benchmarks.md).
+//! It replaced generated PL/pgSQL trigger functions: the same rules and payloads add about
+//! 95,000 CPU instructions to a tracked insert this way, against 320,000 (docs/benchmarks.md).
 
 mod change;
 mod ffi;
