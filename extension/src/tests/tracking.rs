@@ -47,12 +47,19 @@ fn payload_values_are_what_to_jsonb_and_iso8601_give_for_any_column_type() {
     );
 }
 
+/// A schema with the candidates and job postings tables payloads read.
+fn schema_with_people(schema: &str) {
+    run(&format!(
+        "CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.candidates (id bigint PRIMARY KEY, name text, email text);
+         CREATE TABLE {schema}.job_postings (id bigint PRIMARY KEY, title text)"
+    ));
+}
+
 #[pg_test]
 fn track_refuses_columns_whose_types_the_rules_cannot_read() {
-    run("CREATE SCHEMA odd;
-         CREATE TABLE odd.candidates (id bigint PRIMARY KEY, name text, email text);
-         CREATE TABLE odd.job_postings (id bigint PRIMARY KEY, title text);
-         CREATE TABLE odd.applications (id int, candidate_id bigint, job_posting_id bigint,
+    schema_with_people("odd");
+    run("CREATE TABLE odd.applications (id int, candidate_id bigint, job_posting_id bigint,
              current_stage text, submitted_at timestamptz, rejected text, withdrawn bool, offered bool);
          CREATE TABLE odd.reviews (id int, candidate_id bigint, job_posting_id point,
              recommendation text, reviewer text, stage text);
@@ -89,4 +96,21 @@ fn only_track_can_attach_the_tracking_trigger() {
     assert!(refused.message.contains("track_changes"), "{refused:?}");
     let refused = error_as(Some("app_owner"), "SELECT webhooks.track('owned.reviews')").expect("refused");
     assert_eq!(refused.sqlstate, "42501", "{refused:?}");
+}
+
+#[pg_test]
+fn an_index_the_trigger_cannot_maintain_stops_tracked_writes_with_a_clear_error() {
+    schema_with_people("idx");
+    run("CREATE TABLE idx.reviews (id int, candidate_id bigint, job_posting_id bigint,
+             recommendation text, reviewer text, stage text);
+         SELECT webhooks.track('idx.reviews');
+         CREATE INDEX events_by_candidate ON webhooks.events ((data -> 'candidate' ->> 'id'))");
+    expect_error(
+        "INSERT INTO idx.reviews VALUES (1, 7, 3, 'yes', 'Alex', 'Onsite')",
+        "webhooks.events has an index that tracking cannot maintain: events_by_candidate",
+        "drop this index",
+    );
+    run("DROP INDEX webhooks.events_by_candidate");
+    run("INSERT INTO idx.reviews VALUES (1, 7, 3, 'yes', 'Alex', 'Onsite')");
+    assert_eq!(count("webhooks.events WHERE event_type = 'review.submitted'"), 1);
 }

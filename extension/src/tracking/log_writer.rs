@@ -11,9 +11,12 @@
 use super::change::cached_attnums;
 use pgrx::pg_sys::{self, Datum, Oid};
 use std::cell::Cell;
+use std::ffi::CStr;
 
 /// The limit of the `event_data_at_most_256_kib` constraint.
 const MAX_PAYLOAD_BYTES: usize = 262_144;
+/// The widest row and index key insert() writes: the log row has four columns.
+const MAX_KEY_COLUMNS: usize = 4;
 /// A relay counts as asleep for this long after it last registered (webhooks.wake_relay()).
 const SLEEPER_TTL_MICROS: i64 = 5 * 60 * 1_000_000;
 
@@ -32,7 +35,7 @@ thread_local! {
 
 unsafe fn resolve() -> Catalog {
     let schema = pg_sys::get_namespace_oid(c"webhooks".as_ptr(), false);
-    let relation = |name: &std::ffi::CStr| {
+    let relation = |name: &CStr| {
         let oid = pg_sys::get_relname_relid(name.as_ptr(), schema);
         if oid == pg_sys::InvalidOid {
             pgrx::error!(
@@ -56,7 +59,7 @@ unsafe fn open_events() -> (Catalog, pg_sys::Relation) {
     if let Some(catalog) = CATALOG.get() {
         let events = pg_sys::try_table_open(catalog.events, pg_sys::RowExclusiveLock as i32);
         if !events.is_null()
-            && std::ffi::CStr::from_ptr((*(*events).rd_rel).relname.data.as_ptr()) == c"events"
+            && CStr::from_ptr((*(*events).rd_rel).relname.data.as_ptr()) == c"events"
         {
             return (catalog, events);
         }
@@ -116,13 +119,22 @@ impl Target {
                 let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as i32);
                 let info = pg_sys::BuildIndexInfo(index);
                 // Such indexes need the executor (expressions, predicates, exclusion or
-                // deferred checks); the extension creates none.
+                // deferred checks); the extension creates none. insert() fills keys of up to
+                // MAX_KEY_COLUMNS columns.
                 if !(*info).ii_Expressions.is_null()
                     || !(*info).ii_Predicate.is_null()
                     || !(*info).ii_ExclusionOps.is_null()
                     || !(*(*index).rd_index).indimmediate
+                    || (*info).ii_NumIndexAttrs as usize > MAX_KEY_COLUMNS
                 {
-                    pgrx::error!("{} has an index that tracking cannot maintain (expressions, a predicate, or deferred checks); drop it", name());
+                    let index_name = CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr());
+                    pgrx::pg_sys::panic::ErrorReport::new(
+                        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                        format!("{} has an index that tracking cannot maintain: {}", name(), index_name.to_string_lossy()),
+                        "webhooks.track_changes",
+                    )
+                    .set_hint(format!("Tracked events are written into the log's indexes directly, which works for plain indexes of up to {MAX_KEY_COLUMNS} columns without a predicate or deferred checks; drop this index."))
+                    .report(pgrx::PgLogLevel::ERROR);
                 }
                 (index, info)
             })
@@ -132,7 +144,7 @@ impl Target {
 
     /// Insert a row of `values` (none NULL) and its index entries.
     unsafe fn insert(&self, values: &mut [Datum], command: pg_sys::CommandId) {
-        let mut nulls = [false; 4];
+        let mut nulls = [false; MAX_KEY_COLUMNS];
         let tuple = pg_sys::heap_form_tuple(
             (*self.relation).rd_att,
             values.as_mut_ptr(),
@@ -143,7 +155,7 @@ impl Target {
             if !(*info).ii_ReadyForInserts {
                 continue;
             }
-            let mut key = [Datum::from(0); 4];
+            let mut key = [Datum::from(0); MAX_KEY_COLUMNS];
             let width = (*info).ii_NumIndexAttrs as usize;
             let attnums = &(&(*info).ii_IndexAttrNumbers)[..width];
             for (slot, &attnum) in key.iter_mut().zip(attnums) {
