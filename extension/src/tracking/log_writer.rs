@@ -9,7 +9,9 @@
 //! its size is checked here). The log tables have no insert triggers, rules or foreign keys.
 
 use super::change::cached_attnums;
+use crate::errors::raise;
 use pgrx::pg_sys::{self, Datum, Oid};
+use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
 use std::ffi::CStr;
 
@@ -78,15 +80,13 @@ unsafe fn open_events() -> (Catalog, pg_sys::Relation) {
 /// The domain's error, as `emit` raises it (pgrx cannot attach the constraint's name as a
 /// field, so the message carries it), with what the domain alone cannot say.
 fn refuse_oversized(size: usize, event_type: &str) -> ! {
-    pgrx::pg_sys::panic::ErrorReport::new(
-        pgrx::PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
-        "value for domain webhooks.event_data violates check constraint \"event_data_at_most_256_kib\"",
+    raise(
+        PgSqlErrorCode::ERRCODE_CHECK_VIOLATION,
+        "value for domain webhooks.event_data violates check constraint \"event_data_at_most_256_kib\"".into(),
+        Some(format!("The {event_type} payload of this change is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}.")),
+        "Payloads carry the tracked columns as they are: keep long texts out of them, or emit a custom event with webhooks.emit.".into(),
         "webhooks.track_changes",
     )
-    .set_detail(format!("The {event_type} payload of this change is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}."))
-    .set_hint("Payloads carry the tracked columns as they are: keep long texts out of them, or emit a custom event with webhooks.emit.")
-    .report(pgrx::PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
 }
 
 /// A table opened for inserting, with its indexes.
@@ -128,13 +128,13 @@ impl Target {
                     || (*info).ii_NumIndexAttrs as usize > MAX_KEY_COLUMNS
                 {
                     let index_name = CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr());
-                    pgrx::pg_sys::panic::ErrorReport::new(
-                        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    raise(
+                        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                         format!("{} has an index that tracking cannot maintain: {}", name(), index_name.to_string_lossy()),
+                        None,
+                        format!("Tracked events are written into the log's indexes directly, which works for plain indexes of up to {MAX_KEY_COLUMNS} columns without a predicate or deferred checks; drop this index."),
                         "webhooks.track_changes",
-                    )
-                    .set_hint(format!("Tracked events are written into the log's indexes directly, which works for plain indexes of up to {MAX_KEY_COLUMNS} columns without a predicate or deferred checks; drop this index."))
-                    .report(pgrx::PgLogLevel::ERROR);
+                    );
                 }
                 (index, info)
             })

@@ -86,14 +86,13 @@ fn oid_argument(text: &str) -> pg_sys::Oid {
 }
 
 fn refuse(message: String, hint: String) -> ! {
-    pgrx::pg_sys::panic::ErrorReport::new(
+    crate::errors::raise(
         PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
         message,
+        None,
+        hint,
         "webhooks.track",
     )
-    .set_hint(hint)
-    .report(PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
 }
 
 /// The checks webhooks.track() makes after the column check, so that no tracked write can
