@@ -236,3 +236,128 @@ async fn a_write_whose_payload_would_exceed_256_kib_is_refused_and_leaves_nothin
     assert_eq!(reviews, 0, "the write and its event fail together");
     assert!(event_types(&db).await.is_empty());
 }
+
+/// The candidate name in the payload of a new application for candidate `id`, written on `db`
+/// (one backend, so one set of remembered row locations throughout the test).
+async fn candidate_named_by_a_new_application(db: &tokio_postgres::Client, id: i64) -> String {
+    db.execute(
+        "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at)
+              VALUES ($1, 3, now())",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    db.query_one(
+        "SELECT data -> 'candidate' ->> 'name' FROM webhooks.events ORDER BY id DESC LIMIT 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// Run each statement in its own transaction (VACUUM cannot share one).
+async fn each(db: &tokio_postgres::Client, statements: &[&str]) {
+    for statement in statements {
+        db.batch_execute(statement).await.unwrap();
+    }
+}
+
+async fn block_and_slot(db: &tokio_postgres::Client, id: i64) -> (i64, i64) {
+    let row = db
+        .query_one(
+            "SELECT (ctid::text::point)[0]::bigint, (ctid::text::point)[1]::bigint
+               FROM ats.candidates WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn payloads_name_people_as_they_are_now_wherever_their_rows_have_moved() {
+    let (_cluster, db) = e2e::ats::database().await.unwrap();
+    db.batch_execute(PEOPLE).await.unwrap();
+    db.batch_execute(
+        "INSERT INTO ats.candidates (id, name, email)
+              SELECT g, 'Filler', 'f@example.com' FROM generate_series(1000, 3999) g;
+         INSERT INTO ats.candidates (id, name, email) VALUES (5000, 'Ada', 'ada@example.com');",
+    )
+    .await
+    .unwrap();
+    let (ada_block, _) = block_and_slot(&db, 5000).await;
+    assert_eq!(candidate_named_by_a_new_application(&db, 5000).await, "Ada");
+
+    // Renamed in place (a HOT update), renamed again inside a transaction, which then rolls
+    // back: each payload names the version the writer sees.
+    for (statement, expected) in [
+        (
+            "UPDATE ats.candidates SET name = 'Ada Two' WHERE id = 5000",
+            "Ada Two",
+        ),
+        (
+            "BEGIN; UPDATE ats.candidates SET name = 'Ada Three' WHERE id = 5000",
+            "Ada Three",
+        ),
+        ("ROLLBACK", "Ada Two"),
+    ] {
+        db.batch_execute(statement).await.unwrap();
+        let named = candidate_named_by_a_new_application(&db, 5000).await;
+        assert_eq!(named, expected, "after {statement}");
+    }
+
+    // Deleted, the table truncated by VACUUM below the page it was on, and inserted again.
+    each(
+        &db,
+        &[
+            "DELETE FROM ats.applications WHERE candidate_id >= 1000",
+            "DELETE FROM ats.candidates WHERE id >= 1000",
+            "VACUUM ats.candidates",
+            "INSERT INTO ats.candidates (id, name, email) VALUES (5000, 'Ada Four', 'ada@example.com')",
+        ],
+    )
+    .await;
+    let blocks: i64 = db
+        .query_one("SELECT pg_relation_size('ats.candidates') / 8192", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        blocks <= ada_block,
+        "VACUUM left {blocks} pages; Ada was on page {ada_block}"
+    );
+    assert_eq!(
+        candidate_named_by_a_new_application(&db, 5000).await,
+        "Ada Four"
+    );
+
+    // Deleted, and its line pointer reused by another candidate before it comes back.
+    db.batch_execute(
+        "INSERT INTO ats.candidates (id, name, email) VALUES (6000, 'Bo', 'bo@example.com')",
+    )
+    .await
+    .unwrap();
+    let bo_location = block_and_slot(&db, 6000).await;
+    assert_eq!(candidate_named_by_a_new_application(&db, 6000).await, "Bo");
+    each(
+        &db,
+        &[
+            "DELETE FROM ats.applications WHERE candidate_id = 6000",
+            "DELETE FROM ats.candidates WHERE id = 6000",
+            "VACUUM ats.candidates",
+            "INSERT INTO ats.candidates (id, name, email) VALUES (6001, 'Cy', 'cy@example.com')",
+            "INSERT INTO ats.candidates (id, name, email) VALUES (6000, 'Bo Two', 'bo@example.com')",
+        ],
+    )
+    .await;
+    assert_eq!(
+        block_and_slot(&db, 6001).await,
+        bo_location,
+        "Cy took Bo's old slot"
+    );
+    assert_eq!(
+        candidate_named_by_a_new_application(&db, 6000).await,
+        "Bo Two"
+    );
+}

@@ -12,6 +12,7 @@
 mod change;
 mod ffi;
 mod kinds;
+mod locations;
 mod log_writer;
 mod payload;
 mod people;

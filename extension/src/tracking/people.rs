@@ -2,7 +2,7 @@
 //! index on id: one index probe each, without planning or running a query.
 
 use super::change::{cached_attnums, relation_name};
-use super::values;
+use super::{locations, values};
 use pgrx::pg_sys::{self, Datum, Oid};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -21,6 +21,9 @@ pub struct Probe {
     procedure: pg_sys::RegProcedure,
     subtype: Oid,
     collation: Oid,
+    /// The index is unique, immediate and on the id alone, and the id is passed by value in
+    /// the column's own type: a row's location may then be remembered (see `locations`).
+    unique_by_value: bool,
 }
 
 unsafe fn type_name(type_oid: Oid) -> String {
@@ -64,13 +67,15 @@ pub unsafe fn probe(
         .attrs
         .as_ptr()
         .add(id_attnum as usize - 1);
-    let (index, family, input_type, collation) = match index_on_id(table, id_attnum) {
+    let (index, family, input_type, collation, unique) = match index_on_id(table, id_attnum) {
         Some(index) => {
+            let form = &*(*index).rd_index;
             let found = (
                 (*index).rd_id,
                 *(*index).rd_opfamily,
                 *(*index).rd_opcintype,
                 *(*index).rd_indcollation,
+                form.indisunique && form.indimmediate && form.indnkeyatts == 1,
             );
             pg_sys::index_close(index, pg_sys::AccessShareLock as i32);
             found
@@ -85,6 +90,7 @@ pub unsafe fn probe(
                 (*entry).btree_opf,
                 (*entry).btree_opintype,
                 id_attr.attcollation,
+                false,
             )
         }
     };
@@ -123,6 +129,7 @@ pub unsafe fn probe(
         procedure: pg_sys::get_opcode(operator),
         subtype,
         collation,
+        unique_by_value: unique && id_attr.attbyval && id_attr.atttypid == argument_type,
     })
 }
 
@@ -148,6 +155,41 @@ unsafe fn cached_probe(
     probe
 }
 
+/// A copy of the row of `table` whose id column (`id_attnum`) equals `id`, or null: the
+/// payload is serialised after the scan has let go of its buffer. When `location` is given,
+/// where the index led is remembered under it.
+unsafe fn index_probe(
+    table: pg_sys::Relation,
+    probe: &Probe,
+    id_attnum: pg_sys::AttrNumber,
+    (id, location): (Datum, Option<locations::Key>),
+    snapshot: pg_sys::Snapshot,
+) -> pg_sys::HeapTuple {
+    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+    pg_sys::ScanKeyEntryInitialize(
+        &mut key,
+        0,
+        id_attnum,
+        pg_sys::BTEqualStrategyNumber as u16,
+        probe.subtype,
+        probe.collation,
+        probe.procedure,
+        id,
+    );
+    let use_index = probe.index != pg_sys::InvalidOid;
+    let scan = pg_sys::systable_beginscan(table, probe.index, use_index, snapshot, 1, &mut key);
+    let found = pg_sys::systable_getnext(scan);
+    let mut row = std::ptr::null_mut();
+    if !found.is_null() {
+        row = pg_sys::heap_copytuple(found);
+        if let Some(location) = location.filter(|_| use_index) {
+            locations::remember(location, (*(*scan).iscan).xs_heaptid);
+        }
+    }
+    pg_sys::systable_endscan(scan);
+    row
+}
+
 /// `{fields...}` of the row of `table_oid` whose id is `id`, or null when there is no such
 /// row (or no id), as the SQL subquery gives. `fields` must be in jsonb's key order.
 pub unsafe fn row(
@@ -163,34 +205,17 @@ pub unsafe fn row(
     let desc = (*table).rd_att;
     let attnums = cached_attnums(table, fields);
     let probe = cached_probe(table, attnums[0], id_type);
-    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-    pg_sys::ScanKeyEntryInitialize(
-        &mut key,
-        0,
-        attnums[0],
-        pg_sys::BTEqualStrategyNumber as u16,
-        probe.subtype,
-        probe.collation,
-        probe.procedure,
-        id,
-    );
-    let scan = pg_sys::systable_beginscan(
-        table,
-        probe.index,
-        probe.index != pg_sys::InvalidOid,
-        snapshot,
-        1,
-        &mut key,
-    );
-    let found = pg_sys::systable_getnext(scan);
+    let location = locations::key(table_oid, id, probe.unique_by_value);
+    let row = match location.and_then(|key| locations::recall(table, key, attnums[0], snapshot)) {
+        Some(row) => row,
+        None => index_probe(table, &probe, attnums[0], (id, location), snapshot),
+    };
     let mut object = values::null();
-    if !found.is_null() {
-        // A copy: the payload is serialised after the scan has let go of its buffer.
-        let tuple = pg_sys::heap_copytuple(found);
+    if !row.is_null() {
         let mut columns = Vec::with_capacity(fields.len());
         for (field, &attnum) in fields.iter().zip(&attnums) {
             let mut is_null = false;
-            let datum = pg_sys::heap_getattr(tuple, attnum as i32, desc, &mut is_null);
+            let datum = pg_sys::heap_getattr(row, attnum as i32, desc, &mut is_null);
             let type_oid = (*(*desc).attrs.as_ptr().add(attnum as usize - 1)).atttypid;
             columns.push((
                 *field,
@@ -199,7 +224,6 @@ pub unsafe fn row(
         }
         object = values::object(&columns);
     }
-    pg_sys::systable_endscan(scan);
     pg_sys::table_close(table, pg_sys::NoLock as i32);
     object
 }
