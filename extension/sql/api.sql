@@ -160,10 +160,10 @@ BEGIN
            AND ev.event_type IN (SELECT s.event_type FROM webhooks.subscriptions s
                                   WHERE s.endpoint_id = queue_from_log.endpoint_id)
            AND (only_types IS NULL OR ev.event_type = ANY (only_types))
-           -- A tracked event still queued for fan-out gets its delivery from fan_out(); adding
+           -- A tracked event still awaiting fan-out gets its delivery from fan_out(); adding
            -- one here as well would deliver it twice. (A fan-out in progress has not committed
-           -- its delete, so its events are still seen here as queued.)
-           AND NOT EXISTS (SELECT FROM webhooks.fanout_queue q WHERE q.event_id = ev.id)
+           -- its new position, so its events are still seen here as awaiting.)
+           AND NOT EXISTS (SELECT FROM webhooks.events_awaiting_fan_out a WHERE a.id = ev.id)
     ), restarted AS (
         UPDATE webhooks.deliveries d
            SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL, leased_until = NULL,

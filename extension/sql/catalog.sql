@@ -121,7 +121,10 @@ CREATE TABLE webhooks.events (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_type text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
-    data       webhooks.event_data
+    data       webhooks.event_data,
+    -- A tracked event's writing transaction, by which webhooks.fan_out() finds it once it has
+    -- committed. NULL for events that got their deliveries when they were logged (emit()).
+    fanout_xid xid8
 );
 -- BRIN: created_at grows with the log, so a tiny index serves replay windows at almost no
 -- cost per emitted event. VACUUM summarizes each 128-page range once it is full; until then an
@@ -165,19 +168,49 @@ CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at
 -- Finished deliveries per endpoint, for endpoint_status; partial, so an emit never touches it.
 CREATE INDEX deliveries_finished ON webhooks.deliveries (endpoint_id, finished_at) WHERE status <> 'pending';
 
--- Tracked events waiting for their deliveries. A tracking trigger logs its event and queues
--- the event's id here, one narrow row, instead of looking up the subscribers and inserting a
--- delivery for each: that halves what tracking adds to an application's write
--- (docs/benchmarks.md). webhooks.fan_out(), which every claim runs first, turns the queued
--- events into deliveries moments after commit. Durable like the log: a queued event is never
--- lost. The key is what keeps an empty queue cheap to look at: after a burst, a scan of the
--- table would read every page the burst left behind, on every claim. No truncation by
--- VACUUM, whose exclusive lock would stall writers.
-CREATE TABLE webhooks.fanout_queue (
-    event_id bigint PRIMARY KEY
-) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
-        autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 1000,
-        vacuum_truncate = false);
+-- How far webhooks.fan_out() has come through the log. A tracking trigger logs its event with
+-- its transaction's id (events.fanout_xid) and nothing else; it does not look up subscribers
+-- or insert a delivery for each, nor queue the event in a table of its own: that would add a
+-- row and an index entry to every tracked write (docs/benchmarks.md). fan_out(), which every
+-- claim runs first, then takes the events of the transactions that ended between the snapshot
+-- of its previous round (`done`) and a new one, as PgQ does. One row; a round that stops at
+-- max_events resumes from `batch_reached` in its own snapshot (`batch`). A snapshot does not
+-- count the transaction that took it as ended, hence `done_by` and `batch_by`.
+CREATE TABLE webhooks.fanout_position (
+    one_row       boolean PRIMARY KEY DEFAULT true CHECK (one_row),
+    -- Every tracked event whose transaction had ended in this snapshot has its deliveries.
+    done          pg_snapshot NOT NULL,
+    done_by       xid8,
+    -- Every tracked event that has not is further along the log than this id (see marks).
+    floor         bigint NOT NULL DEFAULT 0,
+    batch         pg_snapshot,
+    batch_by      xid8,
+    batch_reached bigint
+);
+INSERT INTO webhooks.fanout_position (done) VALUES (pg_catalog.pg_current_snapshot());
+
+-- What keeps fan_out's reading of the log short: each round notes the last event id the log's
+-- sequence had given out before the round's transaction got its id. A transaction whose id is
+-- larger can only log larger event ids (a tracked event's id is drawn after its transaction's
+-- id), so once every transaction older than a mark has ended, the events still to come lie
+-- beyond the mark's event id: that is `floor`. Old marks are deleted as the floor passes them.
+CREATE TABLE webhooks.fanout_marks (
+    xid     xid8 PRIMARY KEY,
+    last_id bigint NOT NULL
+);
+
+-- Tracked events whose deliveries are not made yet: committed, and not taken by a fan-out
+-- round.
+CREATE VIEW webhooks.events_awaiting_fan_out AS
+SELECT ev.id, ev.event_type, ev.created_at, ev.fanout_xid
+  FROM webhooks.events ev, webhooks.fanout_position p
+ WHERE ev.id > p.floor
+   AND ev.fanout_xid IS NOT NULL
+   AND NOT (pg_catalog.pg_visible_in_snapshot(ev.fanout_xid, p.done)
+            AND ev.fanout_xid IS DISTINCT FROM p.done_by)
+   AND NOT (p.batch IS NOT NULL AND ev.id <= p.batch_reached
+            AND pg_catalog.pg_visible_in_snapshot(ev.fanout_xid, p.batch)
+            AND ev.fanout_xid IS DISTINCT FROM p.batch_by);
 
 CREATE TABLE webhooks.attempts (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -238,7 +271,9 @@ COMMENT ON TABLE webhooks.endpoints IS 'Webhook endpoints with their signing sec
 COMMENT ON TABLE webhooks.subscriptions IS 'Endpoint subscriptions expanded to individual event types.';
 COMMENT ON TABLE webhooks.events IS 'Append-only event log, the source of truth. The id is what receivers deduplicate on (X-Webhook-Id).';
 COMMENT ON TABLE webhooks.deliveries IS 'One row per (event, endpoint): the work the relay claims.';
-COMMENT ON TABLE webhooks.fanout_queue IS 'Tracked events whose deliveries are not made yet; webhooks.fan_out() makes them (every relay claim runs it).';
+COMMENT ON TABLE webhooks.fanout_position IS 'How far webhooks.fan_out() has come through the log: the snapshot whose ended transactions'' tracked events all have their deliveries.';
+COMMENT ON TABLE webhooks.fanout_marks IS 'The last event id given out before each fan-out round''s transaction id: what lets fan_out() skip the part of the log it has finished.';
+COMMENT ON VIEW webhooks.events_awaiting_fan_out IS 'Committed tracked events whose deliveries are not made yet; the next webhooks.fan_out() (every relay claim runs it) makes them.';
 COMMENT ON TABLE webhooks.attempts IS 'One row per HTTP attempt, written by the relay.';
 COMMENT ON TABLE webhooks.endpoint_history IS 'Append-only record of every endpoint configuration change.';
 

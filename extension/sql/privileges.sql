@@ -39,7 +39,7 @@ GRANT SELECT ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.list_event_types(), webhooks.iso8601(timestamptz) TO webhooks_reader;
 GRANT SELECT ON webhooks.tracked_tables, webhooks.table_kinds TO webhooks_reader;
 GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries,
-                webhooks.fanout_queue,
+                webhooks.fanout_position, webhooks.fanout_marks, webhooks.events_awaiting_fan_out,
                 webhooks.attempts, webhooks.endpoint_history, webhooks.subscriptions,
                 webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
 TO webhooks_reader;
@@ -88,7 +88,7 @@ COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoin
 COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
 COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
 COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (other 4xx except 408/429, a refused target, or the last attempt) or retry (3xx, 408, 429, 5xx, timeouts, network and TLS errors).';
-COMMENT ON FUNCTION webhooks.fan_out(integer) IS 'Make the deliveries of up to max_events queued tracked events (webhooks.fanout_queue); every claim runs it first. Returns the number of deliveries made.';
+COMMENT ON FUNCTION webhooks.fan_out(integer) IS 'Make the deliveries of up to max_events committed tracked events (webhooks.events_awaiting_fan_out); every claim runs it first. Returns the number of deliveries made.';
 COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
 COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], jsonb[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
 COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures. Returns the count of each outcome.';

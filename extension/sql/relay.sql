@@ -43,39 +43,105 @@ $$;
 -- Claim
 ------------------------------------------------------------------------------------------
 
--- Make the deliveries of queued tracked events (webhooks.fanout_queue): one per active
--- endpoint subscribed to the event's type that existed when the event was logged. Concurrent
--- callers split the queue (SKIP LOCKED); a queued event and its deliveries change hands in one
+-- Make the deliveries of committed tracked events (webhooks.events_awaiting_fan_out): one per
+-- active endpoint subscribed to the event's type that existed when the event was logged.
+-- A round takes, in log order, the events whose transactions ended after the previous round's
+-- snapshot and before its own (webhooks.fanout_position explains the bookkeeping). Rounds run
+-- one at a time: a concurrent caller returns 0 at once rather than wait, since the round in
+-- progress is making the same deliveries. An event and the position past it change in one
 -- transaction, so none is made twice or lost. Returns the number of deliveries made.
 CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 5000) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
 DECLARE
-    made integer;
+    pos      webhooks.fanout_position;
+    fresh    boolean;
+    taken    bigint[];
+    made     integer;
+    mark     webhooks.fanout_marks;
 BEGIN
     IF max_events IS NULL OR max_events < 1 THEN
         RAISE EXCEPTION 'max_events must be a positive number, not %', coalesce(max_events::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Call webhooks.fan_out() for the default of 5000 queued events.';
+                  HINT = 'Call webhooks.fan_out() for the default of 5000 events.';
     END IF;
-    WITH taken AS (
-        -- Found again by physical address, as in claim_deliveries: the rows are locked.
-        DELETE FROM webhooks.fanout_queue q
-         WHERE q.ctid = ANY (ARRAY(SELECT f.ctid FROM webhooks.fanout_queue f
-                                    ORDER BY f.event_id  -- oldest first, along the key
-                                    LIMIT fan_out.max_events FOR UPDATE SKIP LOCKED))
-        RETURNING q.event_id
-    ), made AS (
-        INSERT INTO webhooks.deliveries (event_id, endpoint_id)
-        SELECT ev.id, s.endpoint_id
-          FROM taken t
-          JOIN webhooks.events ev ON ev.id = t.event_id
-          JOIN webhooks.subscriptions s ON s.event_type = ev.event_type
-          JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
-                                   AND e.created_at <= ev.created_at
-         ORDER BY ev.id, s.endpoint_id
-        RETURNING 1
-    )
-    SELECT count(*) INTO made FROM made;
+    -- Each statement below must see the rounds committed before it (READ COMMITTED): in an
+    -- older snapshot, the position read would be stale and a round would be made twice.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'webhooks.fan_out() runs in READ COMMITTED transactions, not %',
+                        current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Call it outside an explicit transaction, or in one begun with ISOLATION LEVEL READ COMMITTED (the default).';
+    END IF;
+    -- An advisory lock rather than the position's row lock: a row lock would give this
+    -- transaction its id before the mark below is read. The key spells 'webh'.
+    IF NOT pg_try_advisory_xact_lock(1701143144) THEN
+        RETURN 0;
+    END IF;
+    IF pg_current_xact_id_if_assigned() IS NULL THEN
+        -- The mark: the sequence first, then this transaction's id. A sequence that hands out
+        -- cached ranges could give an old value later, so it only counts without a cache. No
+        -- new mark while the log has not grown, so that an idle round writes nothing.
+        INSERT INTO webhooks.fanout_marks (xid, last_id)
+        SELECT pg_current_xact_id(), l.last_id
+          FROM (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END AS last_id
+                  FROM webhooks.events_id_seq s) l
+         WHERE (SELECT q.seqcache FROM pg_sequence q
+                 WHERE q.seqrelid = 'webhooks.events_id_seq'::regclass) = 1
+           AND l.last_id > coalesce((SELECT m.last_id FROM webhooks.fanout_marks m
+                                      ORDER BY m.xid DESC LIMIT 1), 0);
+    END IF;
+    SELECT * INTO STRICT pos FROM webhooks.fanout_position;
+    fresh := pos.batch IS NULL;
+    IF fresh THEN
+        pos.batch := pg_current_snapshot();
+        -- A transaction that has no id yet gets a larger one than any running in the snapshot.
+        pos.batch_by := pg_current_xact_id_if_assigned();
+        pos.batch_reached := pos.floor;
+    END IF;
+    -- The round's events: ended in its snapshot and not in the previous one, in log order from
+    -- where it stopped (along the key).
+    SELECT coalesce(array_agg(q.id ORDER BY q.id), '{}') INTO taken
+      FROM (SELECT ev.id
+              FROM webhooks.events ev
+             WHERE ev.id > pos.batch_reached
+               AND ev.fanout_xid IS NOT NULL
+               AND pg_visible_in_snapshot(ev.fanout_xid, pos.batch)
+               AND ev.fanout_xid IS DISTINCT FROM pos.batch_by
+               AND NOT (pg_visible_in_snapshot(ev.fanout_xid, pos.done)
+                        AND ev.fanout_xid IS DISTINCT FROM pos.done_by)
+             ORDER BY ev.id
+             LIMIT fan_out.max_events) q;
+    INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+    SELECT ev.id, s.endpoint_id
+      FROM webhooks.events ev
+      JOIN webhooks.subscriptions s ON s.event_type = ev.event_type
+      JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
+                               AND e.created_at <= ev.created_at
+     WHERE ev.id = ANY (taken)
+     ORDER BY ev.id, s.endpoint_id;
+    GET DIAGNOSTICS made = ROW_COUNT;
+    IF cardinality(taken) = fan_out.max_events THEN
+        -- Stopped short: the next round goes on in the same snapshot.
+        UPDATE webhooks.fanout_position
+           SET batch = pos.batch, batch_by = pos.batch_by, batch_reached = taken[cardinality(taken)];
+        RETURN made;
+    END IF;
+    -- The round is complete. Its events not yet ended belong to transactions no older than
+    -- the snapshot's oldest running one (or the round's own), so the newest mark older than
+    -- that bounds them from below.
+    SELECT * INTO mark
+      FROM webhooks.fanout_marks m
+     WHERE m.xid < least(pg_snapshot_xmin(pos.batch), pos.batch_by)
+     ORDER BY m.xid DESC
+     LIMIT 1;
+    IF fresh AND cardinality(taken) = 0 AND coalesce(mark.last_id, 0) <= pos.floor THEN
+        -- Nothing taken and the floor stays: keeping the previous snapshot loses nothing.
+        RETURN 0;
+    END IF;
+    UPDATE webhooks.fanout_position
+       SET done = pos.batch, done_by = pos.batch_by, floor = greatest(pos.floor, mark.last_id),
+           batch = NULL, batch_by = NULL, batch_reached = NULL;
+    DELETE FROM webhooks.fanout_marks m WHERE m.xid < mark.xid;
     RETURN made;
 END
 $$;
@@ -333,7 +399,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $
     SELECT count(*) FILTER (WHERE d.next_attempt_at <= now() AND coalesce(d.leased_until <= now(), true)),
            count(*) FILTER (WHERE d.next_attempt_at > now() OR d.leased_until > now()),
            (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled'),
-           (SELECT count(*) FROM webhooks.fanout_queue)
+           (SELECT count(*) FROM webhooks.events_awaiting_fan_out)
       FROM webhooks.deliveries d
      WHERE d.status = 'pending'
 $$;

@@ -72,7 +72,7 @@ pub struct QueueStats {
     pub due: i64,
     pub scheduled: i64,
     pub endpoints_disabled: i64,
-    /// Tracked events whose deliveries are not made yet (webhooks.fanout_queue).
+    /// Tracked events whose deliveries are not made yet (webhooks.events_awaiting_fan_out).
     pub awaiting_fan_out: i64,
 }
 

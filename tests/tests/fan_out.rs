@@ -1,7 +1,9 @@
-//! Tracked events get their deliveries after commit: the trigger queues the event
-//! (webhooks.fanout_queue) and webhooks.fan_out(), which every relay claim runs first, makes one
-//! delivery per subscriber. These tests pin down who gets one, that none is made twice, and that
-//! a running relay takes a tracked write all the way to the receiver.
+//! Tracked events get their deliveries after commit: the trigger logs the event with its
+//! transaction's id, and webhooks.fan_out(), which every relay claim runs first, makes one
+//! delivery per subscriber for the events of transactions that have ended since its last round.
+//! These tests pin down who gets one, that none is made twice or missed whatever order
+//! transactions commit in, and that a running relay takes a tracked write all the way to the
+//! receiver.
 
 use e2e::ats::PEOPLE;
 use e2e::stage::{body_json, signature_is_valid, Stage};
@@ -39,9 +41,13 @@ async fn fan_out_makes_one_delivery_per_subscriber_that_was_active_when_the_even
         1
     );
     assert_eq!(
-        count(&stage, "SELECT count(*) FROM webhooks.fanout_queue").await,
+        count(
+            &stage,
+            "SELECT count(*) FROM webhooks.events_awaiting_fan_out"
+        )
+        .await,
         1,
-        "the commit queued the event"
+        "the commit left the event awaiting fan-out"
     );
     assert_eq!(
         count(&stage, "SELECT count(*) FROM webhooks.deliveries").await,
@@ -64,25 +70,31 @@ async fn fan_out_makes_one_delivery_per_subscriber_that_was_active_when_the_even
         .unwrap();
     assert_eq!(owner, active);
     assert_eq!(
-        count(&stage, "SELECT count(*) FROM webhooks.fanout_queue").await,
+        count(
+            &stage,
+            "SELECT count(*) FROM webhooks.events_awaiting_fan_out"
+        )
+        .await,
         0
     );
     assert_eq!(count(&stage, awaiting).await, 0);
     let again: i32 = stage.scalar("SELECT webhooks.fan_out()").await.unwrap();
-    assert_eq!(again, 0, "a queued event is fanned out once");
+    assert_eq!(again, 0, "an event is fanned out once");
 
-    let refused = stage
-        .db
-        .batch_execute("SELECT webhooks.fan_out(0)")
-        .await
-        .unwrap_err();
-    let error = refused.as_db_error().unwrap();
+    let error = refusal(&stage, "SELECT webhooks.fan_out(0)").await;
     assert!(error.message().contains("max_events"), "{error:?}");
-    assert!(error.hint().is_some());
+}
+
+/// The error `sql` fails with, which must come with a hint.
+async fn refusal(stage: &Stage, sql: &str) -> tokio_postgres::error::DbError {
+    let error = stage.db.batch_execute(sql).await.unwrap_err();
+    let error = error.as_db_error().unwrap().clone();
+    assert!(error.hint().is_some(), "{error:?}");
+    error
 }
 
 #[tokio::test]
-async fn a_rolled_back_write_queues_nothing() {
+async fn a_rolled_back_write_leaves_nothing_to_fan_out() {
     let stage = tracked_stage().await;
     stage.endpoint("/a", &["application.*"], "").await.unwrap();
     stage
@@ -91,7 +103,11 @@ async fn a_rolled_back_write_queues_nothing() {
         .await
         .unwrap();
     assert_eq!(
-        count(&stage, "SELECT count(*) FROM webhooks.fanout_queue").await,
+        count(
+            &stage,
+            "SELECT count(*) FROM webhooks.events_awaiting_fan_out"
+        )
+        .await,
         0
     );
     let made: i32 = stage.scalar("SELECT webhooks.fan_out()").await.unwrap();
@@ -111,14 +127,14 @@ async fn replay_last_hour(stage: &Stage, endpoint: i64) -> i32 {
 }
 
 #[tokio::test]
-async fn replay_leaves_queued_events_to_the_fan_out_so_none_is_delivered_twice() {
+async fn replay_leaves_events_awaiting_fan_out_to_it_so_none_is_delivered_twice() {
     let stage = tracked_stage().await;
     let (endpoint, _) = stage.endpoint("/a", &["application.*"], "").await.unwrap();
     stage.db.batch_execute(SUBMIT).await.unwrap();
     let replayed = replay_last_hour(&stage, endpoint).await;
     assert_eq!(
         replayed, 0,
-        "the event is still queued: fan_out will deliver it"
+        "the event still awaits fan-out, which will deliver it"
     );
     let made: i32 = stage.scalar("SELECT webhooks.fan_out()").await.unwrap();
     assert_eq!(made, 1);
@@ -148,7 +164,133 @@ async fn a_running_relay_delivers_a_tracked_write_signed_with_its_payload() {
     assert_eq!(body["data"]["candidate"]["name"], "Jane Smith");
     assert_eq!(body["data"]["job_posting"]["title"], "Senior Engineer");
     assert_eq!(
-        count(&stage, "SELECT count(*) FROM webhooks.fanout_queue").await,
+        count(
+            &stage,
+            "SELECT count(*) FROM webhooks.events_awaiting_fan_out"
+        )
+        .await,
         0
     );
+}
+
+/// Deliveries per event, in log order: "1:2 2:2" is two each for events 1 and 2.
+async fn delivered_events(stage: &Stage) -> String {
+    stage
+        .scalar(
+            "SELECT coalesce(string_agg(event_id || ':' || n, ' ' ORDER BY event_id), '')
+               FROM (SELECT event_id, count(*) AS n FROM webhooks.deliveries GROUP BY 1) d",
+        )
+        .await
+        .unwrap()
+}
+
+async fn fan_out(stage: &Stage, max_events: i32) -> i32 {
+    let row = stage
+        .db
+        .query_one("SELECT webhooks.fan_out($1)", &[&max_events])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+#[tokio::test]
+async fn an_event_committed_after_later_ones_were_fanned_out_still_gets_its_delivery_once() {
+    let stage = tracked_stage().await;
+    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    // The first event's transaction stays open while a later event commits, is fanned out,
+    // and the log moves on past it.
+    let slow = stage.cluster.connect("app").await.unwrap();
+    slow.batch_execute(&format!("BEGIN; {SUBMIT}"))
+        .await
+        .unwrap();
+    stage.db.batch_execute(SUBMIT).await.unwrap();
+    assert_eq!(fan_out(&stage, 100).await, 1);
+    for _ in 0..3 {
+        stage.db.batch_execute(SUBMIT).await.unwrap();
+        assert_eq!(fan_out(&stage, 100).await, 1);
+    }
+    let awaiting = "SELECT count(*) FROM webhooks.events_awaiting_fan_out";
+    assert_eq!(
+        count(&stage, awaiting).await,
+        0,
+        "the open write is not visible"
+    );
+    let floor = "SELECT floor FROM webhooks.fanout_position";
+    assert_eq!(
+        count(&stage, floor).await,
+        0,
+        "the log is read from the open write's event on"
+    );
+    slow.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(count(&stage, awaiting).await, 1);
+    assert_eq!(
+        fan_out(&stage, 100).await,
+        1,
+        "the late commit's event, with the smallest id"
+    );
+    assert_eq!(fan_out(&stage, 100).await, 0);
+    assert_eq!(delivered_events(&stage).await, "1:1 2:1 3:1 4:1 5:1");
+    assert_eq!(
+        count(&stage, floor).await,
+        5,
+        "and then from beyond the last event"
+    );
+
+    // With nothing to do, a round writes nothing (the relay runs one before every claim).
+    stage.db.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(fan_out(&stage, 100).await, 0);
+    let wrote: bool = stage
+        .scalar("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
+        .await
+        .unwrap();
+    stage.db.batch_execute("COMMIT").await.unwrap();
+    assert!(!wrote, "an idle round took a transaction id");
+}
+
+#[tokio::test]
+async fn a_fan_out_inside_a_writing_transaction_leaves_that_transactions_events_to_the_next_round()
+{
+    let stage = tracked_stage().await;
+    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    stage
+        .db
+        .batch_execute(&format!(
+            "BEGIN; {SUBMIT}; SELECT webhooks.fan_out(); {SUBMIT}; COMMIT;"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(delivered_events(&stage).await, "");
+    assert_eq!(fan_out(&stage, 100).await, 2);
+    assert_eq!(fan_out(&stage, 100).await, 0);
+    assert_eq!(delivered_events(&stage).await, "1:1 2:1");
+}
+
+#[tokio::test]
+async fn a_round_stopped_at_max_events_resumes_where_it_stopped() {
+    let stage = tracked_stage().await;
+    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    stage.endpoint("/b", &["application.*"], "").await.unwrap();
+    for _ in 0..5 {
+        stage.db.batch_execute(SUBMIT).await.unwrap();
+    }
+    assert_eq!(
+        fan_out(&stage, 2).await,
+        4,
+        "two events, two subscribers each"
+    );
+    // Committed during the stopped round: left to the round after it.
+    stage.db.batch_execute(SUBMIT).await.unwrap();
+    assert_eq!(fan_out(&stage, 2).await, 4);
+    assert_eq!(fan_out(&stage, 2).await, 2, "the round's last event");
+    assert_eq!(fan_out(&stage, 2).await, 2, "the event committed meanwhile");
+    assert_eq!(fan_out(&stage, 2).await, 0);
+    assert_eq!(delivered_events(&stage).await, "1:2 2:2 3:2 4:2 5:2 6:2");
+}
+
+#[tokio::test]
+async fn fan_out_refuses_isolation_levels_that_would_read_a_stale_position() {
+    let stage = tracked_stage().await;
+    let sql = "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT webhooks.fan_out();";
+    let error = refusal(&stage, sql).await;
+    assert!(error.message().contains("READ COMMITTED"), "{error:?}");
 }

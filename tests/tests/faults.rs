@@ -26,7 +26,7 @@ async fn pending(stage: &Stage) -> i64 {
     stage
         .scalar(
             "SELECT (SELECT count(*) FROM webhooks.deliveries WHERE status = 'pending')
-                  + (SELECT count(*) FROM webhooks.fanout_queue)",
+                  + (SELECT count(*) FROM webhooks.events_awaiting_fan_out)",
         )
         .await
         .unwrap_or(-1)

@@ -224,16 +224,16 @@ pub fn run(options: &Options) -> Result<()> {
         println!("| {} | {} |", variant.name, cells.join(" | "));
     }
     let db = runtime.block_on(cluster.connect("bench"))?;
-    runtime.block_on(drain_fan_out_queue(&db, postmaster))?;
+    runtime.block_on(fan_out_tracked_events(&db, postmaster))?;
     drop(db);
     crate::instructions::count(&cluster)
 }
 
 /// The other half of a tracked write: the deliveries that `webhooks.fan_out()` makes after
-/// commit (a relay's claims run it). Drains what the tracked runs queued, as a relay would.
-async fn drain_fan_out_queue(db: &tokio_postgres::Client, postmaster: u32) -> Result<()> {
-    let queued: i64 = db
-        .query_one("SELECT count(*) FROM webhooks.fanout_queue", &[])
+/// commit (a relay's claims run it). Fans out what the tracked runs logged, as a relay would.
+async fn fan_out_tracked_events(db: &tokio_postgres::Client, postmaster: u32) -> Result<()> {
+    let awaiting: i64 = db
+        .query_one("SELECT count(*) FROM webhooks.events_awaiting_fan_out", &[])
         .await?
         .get(0);
     let cpu_before = procstat::cluster_cpu_seconds(postmaster);
@@ -252,7 +252,7 @@ async fn drain_fan_out_queue(db: &tokio_postgres::Client, postmaster: u32) -> Re
     let seconds = started.elapsed().as_secs_f64();
     let cpu = procstat::cluster_cpu_seconds(postmaster) - cpu_before;
     println!(
-        "\n==> fan-out of the tracked runs' {queued} queued events (2,000 per call, as claims do): \
+        "\n==> fan-out of the tracked runs' {awaiting} events (2,000 per call, as claims do): \
          {made} deliveries in {seconds:.1} s = {:.0} deliveries/s, PostgreSQL CPU {:.1} µs per delivery",
         made as f64 / seconds.max(1e-9),
         cpu * 1e6 / made.max(1) as f64

@@ -89,7 +89,7 @@ async fn story() -> Result<()> {
     // queue is empty, every delivery exists.
     e2e::eventually_counts(
         &db,
-        "SELECT count(*) FROM webhooks.fanout_queue",
+        "SELECT count(*) FROM webhooks.events_awaiting_fan_out",
         0,
         Duration::from_secs(10),
     )

@@ -1,5 +1,6 @@
-//! Writing a tracked change's events: one row in `webhooks.events` and one in
-//! `webhooks.fanout_queue` per event, inserted directly into the heap and the tables' indexes,
+//! Writing a tracked change's events: one row in `webhooks.events` per event, with the
+//! writing transaction's id for `webhooks.fan_out()`, inserted directly into the heap and the
+//! table's indexes,
 //! as PostgreSQL's own catalog writes do (CatalogTupleInsert). Going through SQL
 //! (parse-analysed, planned and run by the executor) costs more than the whole budget a
 //! tracked write has (docs/benchmarks.md). Then, if a relay sleeps, the `NOTIFY` that wakes it.
@@ -17,7 +18,9 @@ use std::ffi::CStr;
 
 /// The limit of the `event_data_at_most_256_kib` constraint.
 const MAX_PAYLOAD_BYTES: usize = 262_144;
-/// The widest row and index key insert() writes: the log row has four columns.
+/// The columns of the log row, in order.
+const EVENT_COLUMNS: [&str; 5] = ["id", "event_type", "created_at", "data", "fanout_xid"];
+/// The widest index key insert() fills.
 const MAX_KEY_COLUMNS: usize = 4;
 /// A relay counts as asleep for this long after it last registered (webhooks.wake_relay()).
 const SLEEPER_TTL_MICROS: i64 = 5 * 60 * 1_000_000;
@@ -26,7 +29,6 @@ const SLEEPER_TTL_MICROS: i64 = 5 * 60 * 1_000_000;
 struct Catalog {
     events: Oid,
     events_id: Oid,
-    fanout_queue: Oid,
     sleeping_relays: Oid,
 }
 
@@ -51,7 +53,6 @@ unsafe fn resolve() -> Catalog {
     Catalog {
         events,
         events_id: pg_sys::getIdentitySequence(events, 1, false),
-        fanout_queue: relation(c"fanout_queue"),
         sleeping_relays: relation(c"sleeping_relays"),
     }
 }
@@ -144,7 +145,7 @@ impl Target {
 
     /// Insert a row of `values` (none NULL) and its index entries.
     unsafe fn insert(&self, values: &mut [Datum], command: pg_sys::CommandId) {
-        let mut nulls = [false; MAX_KEY_COLUMNS];
+        let mut nulls = [false; EVENT_COLUMNS.len()];
         let tuple = pg_sys::heap_form_tuple(
             (*self.relation).rd_att,
             values.as_mut_ptr(),
@@ -187,20 +188,19 @@ impl Target {
     }
 }
 
-/// Log one event of each type in `fired`, all with `payload`, and queue each for fan-out.
+/// Log one event of each type in `fired`, all with `payload`, for fan-out once committed.
 pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb, snapshot: pg_sys::Snapshot) {
     let (catalog, events) = open_events();
     let size = pgrx::varlena::varsize_any(payload as *const _);
     if size > MAX_PAYLOAD_BYTES {
         refuse_oversized(size, fired[0]);
     }
-    let events = Target::open(events, &["id", "event_type", "created_at", "data"]);
-    let queue = Target::open(
-        pg_sys::table_open(catalog.fanout_queue, pg_sys::RowExclusiveLock as i32),
-        &["event_id"],
-    );
+    let events = Target::open(events, &EVENT_COLUMNS);
     let command = pg_sys::GetCurrentCommandId(true);
     let now = pg_sys::GetCurrentTransactionStartTimestamp();
+    // Before any event id is drawn: fan_out()'s marks rely on a transaction's id preceding
+    // its event ids. (The tracked row's write has assigned it already.)
+    let transaction = pg_sys::GetTopFullTransactionId().value;
     for event_type in fired {
         let id = super::ffi::nextval_internal(catalog.events_id, false);
         let type_text = pg_sys::cstring_to_text_with_len(
@@ -213,13 +213,12 @@ pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb, snapshot: pg_sys:
                 Datum::from(type_text),
                 Datum::from(now),
                 Datum::from(payload),
+                Datum::from(transaction),
             ],
             command,
         );
-        queue.insert(&mut [Datum::from(id)], command);
     }
     events.close();
-    queue.close();
     wake_sleeping_relays(catalog, now, snapshot);
 }
 
