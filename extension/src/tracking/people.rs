@@ -1,5 +1,6 @@
 //! The candidate and job posting a payload names, read by id through the people table's
-//! index on id: one index probe each, without planning or running a query.
+//! index on id: one index probe each, without planning or running a query, or, where the row
+//! was found before, one read of its remembered heap slot (`locations`).
 
 use super::change::{cached_attnums, relation_name};
 use super::{locations, values};
