@@ -103,3 +103,20 @@ COMMENT ON FUNCTION webhooks.check_trackable(oid, text, oid, oid) IS 'Used by tr
 COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
 COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
 COMMENT ON FUNCTION webhooks.set_relay_asleep(text, boolean) IS 'Relay only: register as asleep (emitters then NOTIFY at commit) or awake (it polls; no NOTIFY needed).';
+
+-- Internal helpers and bookkeeping tables, described like the rest so that \df+ and \dt+ say
+-- what each one is for.
+COMMENT ON FUNCTION webhooks.setting_enabled(text) IS 'Internal: whether a boolean setting of webhooks.settings is on.';
+COMMENT ON FUNCTION webhooks.resolve_event_selection(text[]) IS 'Internal: expand a subscription''s event types and ''category.*'' patterns to event types, refusing unknown ones and types whose add-on is off.';
+COMMENT ON FUNCTION webhooks.lock_endpoint(bigint) IS 'Internal: lock an endpoint row for a change, or fail naming the id.';
+COMMENT ON FUNCTION webhooks.record_history(bigint, text, jsonb) IS 'Internal: append an endpoint configuration change to webhooks.endpoint_history.';
+COMMENT ON FUNCTION webhooks.check_secret(text) IS 'Internal: refuse a signing secret shorter than 16 characters or with surrounding spaces.';
+COMMENT ON FUNCTION webhooks.check_rate_limit(integer) IS 'Internal: refuse a rate limit outside 1 to 100000 requests per second (NULL means none).';
+COMMENT ON FUNCTION webhooks.check_failure_window(interval) IS 'Internal: refuse a failure window outside 1 minute to 30 days.';
+COMMENT ON FUNCTION webhooks.checked_url(text) IS 'Internal: an endpoint URL checked by check_endpoint_url, with plain http allowed only when the allow_http setting is on.';
+COMMENT ON FUNCTION webhooks.wake_relay() IS 'Internal: NOTIFY webhooks_work at commit, only while some relay sleeps (webhooks.sleeping_relays).';
+COMMENT ON FUNCTION webhooks.queue_from_log(bigint, timestamptz, timestamptz, text[]) IS 'Internal: queue deliveries of logged events to one endpoint (replay); existing ones start a new round. The caller holds the endpoint''s row lock.';
+COMMENT ON FUNCTION webhooks.refuse_log_change() IS 'Trigger of the append-only logs: refuses UPDATE, DELETE and TRUNCATE.';
+COMMENT ON TABLE webhooks.sleeping_relays IS 'Relays asleep on LISTEN webhooks_work; emitters NOTIFY at commit only while a row here is fresh (unlogged).';
+COMMENT ON TABLE webhooks.table_kinds IS 'What webhooks.track knows how to track: each kind of ATS table, the columns it needs, and the events it fires.';
+COMMENT ON TABLE webhooks.tracked_tables IS 'Tables webhooks.track has attached the tracking trigger to, with their kind and people tables.';

@@ -59,3 +59,20 @@ fn payload_timestamps_are_utc_whole_seconds_whatever_the_session_timezone() {
         "2025-01-15T14:30:00Z"
     );
 }
+
+#[pg_test]
+fn every_table_view_and_function_says_what_it_is_for() {
+    let uncommented = one::<String>(
+        "SELECT coalesce(string_agg(what, ', ' ORDER BY what), '')
+           FROM (SELECT c.oid::regclass::text AS what
+                   FROM pg_class c
+                  WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'v')
+                    AND obj_description(c.oid, 'pg_class') IS NULL
+                 UNION ALL
+                 SELECT p.oid::regprocedure::text
+                   FROM pg_proc p
+                  WHERE p.pronamespace = 'webhooks'::regnamespace
+                    AND obj_description(p.oid, 'pg_proc') IS NULL) missing",
+    );
+    assert_eq!(uncommented, "", "objects without COMMENT ON");
+}
