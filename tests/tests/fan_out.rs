@@ -19,6 +19,13 @@ async fn tracked_stage() -> Stage {
     stage
 }
 
+/// A tracked stage with one endpoint subscribed to every application event.
+async fn subscribed_stage() -> Stage {
+    let stage = tracked_stage().await;
+    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    stage
+}
+
 async fn count(stage: &Stage, sql: &str) -> i64 {
     stage.scalar(sql).await.unwrap()
 }
@@ -95,8 +102,7 @@ async fn refusal(stage: &Stage, sql: &str) -> tokio_postgres::error::DbError {
 
 #[tokio::test]
 async fn a_rolled_back_write_leaves_nothing_to_fan_out() {
-    let stage = tracked_stage().await;
-    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    let stage = subscribed_stage().await;
     stage
         .db
         .batch_execute(&format!("BEGIN; {SUBMIT}; ROLLBACK;"))
@@ -185,8 +191,11 @@ async fn delivered_events(stage: &Stage) -> String {
 }
 
 async fn fan_out(stage: &Stage, max_events: i32) -> i32 {
-    let row = stage
-        .db
+    fan_out_on(&stage.db, max_events).await
+}
+
+async fn fan_out_on(db: &tokio_postgres::Client, max_events: i32) -> i32 {
+    let row = db
         .query_one("SELECT webhooks.fan_out($1)", &[&max_events])
         .await
         .unwrap();
@@ -195,8 +204,7 @@ async fn fan_out(stage: &Stage, max_events: i32) -> i32 {
 
 #[tokio::test]
 async fn an_event_committed_after_later_ones_were_fanned_out_still_gets_its_delivery_once() {
-    let stage = tracked_stage().await;
-    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    let stage = subscribed_stage().await;
     // The first event's transaction stays open while a later event commits, is fanned out,
     // and the log moves on past it.
     let slow = stage.cluster.connect("app").await.unwrap();
@@ -250,8 +258,7 @@ async fn an_event_committed_after_later_ones_were_fanned_out_still_gets_its_deli
 #[tokio::test]
 async fn a_fan_out_inside_a_writing_transaction_leaves_that_transactions_events_to_the_next_round()
 {
-    let stage = tracked_stage().await;
-    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    let stage = subscribed_stage().await;
     stage
         .db
         .batch_execute(&format!(
@@ -267,8 +274,7 @@ async fn a_fan_out_inside_a_writing_transaction_leaves_that_transactions_events_
 
 #[tokio::test]
 async fn a_round_stopped_at_max_events_resumes_where_it_stopped() {
-    let stage = tracked_stage().await;
-    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    let stage = subscribed_stage().await;
     stage.endpoint("/b", &["application.*"], "").await.unwrap();
     for _ in 0..5 {
         stage.db.batch_execute(SUBMIT).await.unwrap();
@@ -293,4 +299,53 @@ async fn fan_out_refuses_isolation_levels_that_would_read_a_stale_position() {
     let sql = "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT webhooks.fan_out();";
     let error = refusal(&stage, sql).await;
     assert!(error.message().contains("READ COMMITTED"), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_second_caller_skips_a_round_in_progress_instead_of_waiting_or_doubling_it() {
+    let stage = subscribed_stage().await;
+    stage.db.batch_execute(SUBMIT).await.unwrap();
+    let first = stage.cluster.connect("app").await.unwrap();
+    first.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(fan_out_on(&first, 100).await, 1);
+    stage.db.batch_execute(SUBMIT).await.unwrap();
+    assert_eq!(
+        fan_out(&stage, 100).await,
+        0,
+        "the round in progress holds the fan-out"
+    );
+    first.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        fan_out(&stage, 100).await,
+        1,
+        "the event committed meanwhile"
+    );
+    assert_eq!(delivered_events(&stage).await, "1:1 2:1");
+}
+
+#[tokio::test]
+async fn with_a_cached_sequence_rounds_stay_exact_and_the_floor_stays_put() {
+    let stage = subscribed_stage().await;
+    stage
+        .db
+        .batch_execute("ALTER SEQUENCE webhooks.events_id_seq CACHE 20")
+        .await
+        .unwrap();
+    let other = stage.cluster.connect("app").await.unwrap();
+    for _ in 0..3 {
+        stage.db.batch_execute(SUBMIT).await.unwrap();
+        other.batch_execute(SUBMIT).await.unwrap();
+        assert_eq!(fan_out(&stage, 100).await, 2);
+    }
+    assert_eq!(fan_out(&stage, 100).await, 0);
+    // Each session draws from its own cached range: ids 1-3 and 21-23. The sequence has given
+    // out 40, yet this session's next event is 4: a floor taken from the sequence would skip it.
+    stage.db.batch_execute(SUBMIT).await.unwrap();
+    assert_eq!(fan_out(&stage, 100).await, 1);
+    assert_eq!(
+        delivered_events(&stage).await,
+        "1:1 2:1 3:1 4:1 21:1 22:1 23:1"
+    );
+    let floor = "SELECT floor FROM webhooks.fanout_position";
+    assert_eq!(count(&stage, floor).await, 0);
 }
