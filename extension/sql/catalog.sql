@@ -199,6 +199,13 @@ CREATE TABLE webhooks.fanout_marks (
     last_id bigint NOT NULL
 );
 
+-- Whether transaction `xid` had ended in `snapshot`, taken by transaction `taken_by`: a
+-- snapshot does not list the transaction that took it as running, yet it has not ended. The one
+-- rule of the fan-out's bookkeeping, inlined wherever it is used (hence SQL, no SET clause).
+CREATE FUNCTION webhooks.ended_in(xid xid8, snapshot pg_snapshot, taken_by xid8) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+RETURN pg_catalog.pg_visible_in_snapshot(xid, snapshot) AND xid IS DISTINCT FROM taken_by;
+
 -- Tracked events whose deliveries are not made yet: committed, and not taken by a fan-out
 -- round.
 CREATE VIEW webhooks.events_awaiting_fan_out AS
@@ -206,11 +213,9 @@ SELECT ev.id, ev.event_type, ev.created_at, ev.fanout_xid
   FROM webhooks.events ev, webhooks.fanout_position p
  WHERE ev.id > p.floor
    AND ev.fanout_xid IS NOT NULL
-   AND NOT (pg_catalog.pg_visible_in_snapshot(ev.fanout_xid, p.done)
-            AND ev.fanout_xid IS DISTINCT FROM p.done_by)
+   AND NOT webhooks.ended_in(ev.fanout_xid, p.done, p.done_by)
    AND NOT (p.batch IS NOT NULL AND ev.id <= p.batch_reached
-            AND pg_catalog.pg_visible_in_snapshot(ev.fanout_xid, p.batch)
-            AND ev.fanout_xid IS DISTINCT FROM p.batch_by);
+            AND webhooks.ended_in(ev.fanout_xid, p.batch, p.batch_by));
 
 CREATE TABLE webhooks.attempts (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

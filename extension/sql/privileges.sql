@@ -104,6 +104,11 @@ COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise a
 COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
 COMMENT ON FUNCTION webhooks.set_relay_asleep(text, boolean) IS 'Relay only: register as asleep (emitters then NOTIFY at commit) or awake (it polls; no NOTIFY needed).';
 
+-- Read by webhooks.events_awaiting_fan_out, whose readers need to run it.
+GRANT EXECUTE ON FUNCTION webhooks.ended_in(xid8, pg_snapshot, xid8)
+TO webhooks_reader, webhooks_admin, webhooks_relay;
+COMMENT ON FUNCTION webhooks.ended_in(xid8, pg_snapshot, xid8) IS 'Whether a transaction had ended in a snapshot taken by another (or the same) transaction: the rule of webhooks.fan_out''s rounds.';
+
 -- Internal helpers and bookkeeping tables, described like the rest so that \df+ and \dt+ say
 -- what each one is for.
 COMMENT ON FUNCTION webhooks.setting_enabled(text) IS 'Internal: whether a boolean setting of webhooks.settings is on.';

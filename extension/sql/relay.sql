@@ -105,10 +105,8 @@ BEGIN
               FROM webhooks.events ev
              WHERE ev.id > pos.batch_reached
                AND ev.fanout_xid IS NOT NULL
-               AND pg_visible_in_snapshot(ev.fanout_xid, pos.batch)
-               AND ev.fanout_xid IS DISTINCT FROM pos.batch_by
-               AND NOT (pg_visible_in_snapshot(ev.fanout_xid, pos.done)
-                        AND ev.fanout_xid IS DISTINCT FROM pos.done_by)
+               AND webhooks.ended_in(ev.fanout_xid, pos.batch, pos.batch_by)
+               AND NOT webhooks.ended_in(ev.fanout_xid, pos.done, pos.done_by)
              ORDER BY ev.id
              LIMIT fan_out.max_events) q;
     INSERT INTO webhooks.deliveries (event_id, endpoint_id)

@@ -17,6 +17,8 @@ fn roles_get_exactly_their_rights() {
     assert!(succeeds_as("webhooks_reader", "SELECT * FROM webhooks.endpoint_list"));
     assert!(succeeds_as("webhooks_reader", "SELECT * FROM webhooks.endpoint_status"));
     assert!(succeeds_as("webhooks_reader", "SELECT * FROM webhooks.delivery_log"));
+    assert!(succeeds_as("webhooks_reader", "SELECT * FROM webhooks.events_awaiting_fan_out"));
+    assert!(succeeds_as("webhooks_admin", "SELECT * FROM webhooks.events_awaiting_fan_out"));
     assert!(succeeds_as("webhooks_reader", "SELECT * FROM webhooks.list_event_types()"));
     assert!(!succeeds_as("webhooks_reader", "SELECT secret FROM webhooks.endpoints"));
     assert!(!succeeds_as("webhooks_reader", create));
