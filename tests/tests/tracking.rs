@@ -361,3 +361,76 @@ async fn payloads_name_people_as_they_are_now_wherever_their_rows_have_moved() {
         "Bo Two"
     );
 }
+
+/// Run `statements` on `db`, then read the payload of the newest event.
+async fn payload_after(db: &tokio_postgres::Client, statements: &str) -> serde_json::Value {
+    db.batch_execute(statements).await.unwrap();
+    let data: String = db
+        .query_one(
+            "SELECT data::text FROM webhooks.events ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    serde_json::from_str(&data).unwrap()
+}
+
+#[tokio::test]
+async fn a_writing_session_follows_columns_and_indexes_that_ddl_has_moved() {
+    // One connection throughout: the tracker caches where columns are per backend, and must
+    // notice each change below in the very session that has cached them.
+    let (_cluster, db) = e2e::ats::database().await.unwrap();
+    db.batch_execute(PEOPLE).await.unwrap();
+    let payload = payload_after(
+        &db,
+        "INSERT INTO ats.applications (id, candidate_id, job_posting_id, submitted_at)
+              VALUES (1, 7, 3, now());
+         UPDATE ats.applications SET current_stage = 'Screen' WHERE id = 1;",
+    )
+    .await;
+    assert_eq!(payload["current_stage"], "Screen");
+
+    // The tracked table's column dropped and added again: it has a new position.
+    let payload = payload_after(
+        &db,
+        "ALTER TABLE ats.applications DROP COLUMN current_stage;
+         ALTER TABLE ats.applications ADD COLUMN current_stage text;
+         UPDATE ats.applications SET current_stage = 'Onsite' WHERE id = 1;",
+    )
+    .await;
+    assert_eq!(payload["current_stage"], "Onsite", "{payload}");
+    assert_eq!(payload["candidate"]["name"], "Jane Smith", "{payload}");
+
+    // The same for a people table's column, and the job postings' key index replaced.
+    let payload = payload_after(
+        &db,
+        "ALTER TABLE ats.candidates DROP COLUMN name;
+         ALTER TABLE ats.candidates ADD COLUMN name text;
+         UPDATE ats.candidates SET name = 'Jane Doe' WHERE id = 7;
+         ALTER TABLE ats.job_postings DROP CONSTRAINT job_postings_pkey CASCADE;
+         CREATE UNIQUE INDEX job_postings_by_id ON ats.job_postings (id);
+         UPDATE ats.applications SET current_stage = 'Offer' WHERE id = 1;",
+    )
+    .await;
+    assert_eq!(payload["current_stage"], "Offer", "{payload}");
+    assert_eq!(payload["candidate"]["name"], "Jane Doe", "{payload}");
+    assert_eq!(
+        payload["job_posting"]["title"], "Senior Engineer",
+        "{payload}"
+    );
+
+    // A column the payload needs renamed away: the write is refused, naming it.
+    db.batch_execute("ALTER TABLE ats.candidates RENAME COLUMN email TO mail")
+        .await
+        .unwrap();
+    let refused = db
+        .batch_execute("UPDATE ats.applications SET current_stage = 'Hired' WHERE id = 1")
+        .await
+        .unwrap_err();
+    let message = refused.as_db_error().map(|e| e.message().to_owned());
+    assert_eq!(
+        message.as_deref(),
+        Some("table ats.candidates has no column \"email\" any more; restore the column, or run webhooks.untrack() on the tracked table"),
+    );
+}

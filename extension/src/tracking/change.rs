@@ -1,20 +1,34 @@
 //! One row change as the rules see it: NEW and OLD column values by name, compared the way
 //! SQL compares them (`IS DISTINCT FROM` with the column type's `=` and collation).
 
+use super::invalidation::Cache;
 use super::kinds::Kind;
 use pgrx::pg_sys;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::CStr;
 
-/// The attribute numbers of a kind's columns in one table, in `Kind::columns` order.
-pub type Attnums = Vec<pg_sys::AttrNumber>;
+/// Most columns a kind, a people table's payload or the log names.
+const MAX_COLUMNS: usize = 12;
+
+/// The attribute numbers of some columns of one table, in the order they were named.
+#[derive(Clone, Copy)]
+pub struct Attnums {
+    count: usize,
+    numbers: [pg_sys::AttrNumber; MAX_COLUMNS],
+}
+
+impl std::ops::Deref for Attnums {
+    type Target = [pg_sys::AttrNumber];
+    fn deref(&self) -> &Self::Target {
+        &self.numbers[..self.count]
+    }
+}
 
 thread_local! {
-    /// Per (table, column list). Checked against the table's descriptor on every use, so a
-    /// renamed, dropped or re-added column is looked up again rather than read at a stale
+    /// Per (table, column list), until a relation's cache entry is invalidated: a renamed,
+    /// dropped or re-added column is then looked up again rather than read at a stale
     /// position.
-    static ATTNUMS: RefCell<HashMap<(pg_sys::Oid, usize), Attnums>> = RefCell::new(HashMap::new());
+    static ATTNUMS: RefCell<Cache<(pg_sys::Oid, usize), Attnums>> = const { RefCell::new(Cache::new()) };
 }
 
 pub struct Change<'a> {
@@ -77,43 +91,36 @@ pub unsafe fn relation_name(relation: pg_sys::Relation) -> String {
 
 /// Where each of `columns` is in the relation; a missing column is an ERROR naming it.
 pub unsafe fn find_attnums(relation: pg_sys::Relation, columns: &[&str]) -> Attnums {
+    assert!(
+        columns.len() <= MAX_COLUMNS,
+        "at most {MAX_COLUMNS} columns"
+    );
     let desc = (*relation).rd_att;
-    columns
-        .iter()
-        .map(|column| {
-            (1..=(*desc).natts as pg_sys::AttrNumber)
-                .find(|&attnum| attribute_is(desc, attnum, column))
-                .unwrap_or_else(|| {
-                    let table = relation_name(relation);
-                    pgrx::error!(
-                        "table {table} has no column \"{column}\" any more; restore the column, or run webhooks.untrack() on the tracked table"
-                    )
-                })
-        })
-        .collect()
+    let mut attnums = Attnums {
+        count: columns.len(),
+        numbers: [0; MAX_COLUMNS],
+    };
+    for (slot, column) in attnums.numbers.iter_mut().zip(columns) {
+        *slot = (1..=(*desc).natts as pg_sys::AttrNumber)
+            .find(|&attnum| attribute_is(desc, attnum, column))
+            .unwrap_or_else(|| {
+                let table = relation_name(relation);
+                pgrx::error!(
+                    "table {table} has no column \"{column}\" any more; restore the column, or run webhooks.untrack() on the tracked table"
+                )
+            });
+    }
+    attnums
 }
 
-/// The attribute numbers of `columns` in `relation`, from a per-backend cache that is checked
-/// against the relation's descriptor on every use.
+/// The attribute numbers of `columns` in `relation`, which must be open and locked (so that
+/// any invalidation of its cache entry has been received).
 pub unsafe fn cached_attnums(
     relation: pg_sys::Relation,
     columns: &'static [&'static str],
 ) -> Attnums {
-    let desc = (*relation).rd_att;
     let key = ((*relation).rd_id, columns.as_ptr() as usize);
-    let cached = ATTNUMS.with_borrow(|cache| {
-        cache.get(&key).cloned().filter(|attnums| {
-            attnums
-                .iter()
-                .zip(columns)
-                .all(|(&attnum, column)| attribute_is(desc, attnum, column))
-        })
-    });
-    cached.unwrap_or_else(|| {
-        let attnums = find_attnums(relation, columns);
-        ATTNUMS.with_borrow_mut(|cache| cache.insert(key, attnums.clone()));
-        attnums
-    })
+    ATTNUMS.with_borrow_mut(|cache| cache.get_or_insert(key, || find_attnums(relation, columns)))
 }
 
 impl<'a> Change<'a> {

@@ -13,6 +13,7 @@
 
 mod change;
 mod ffi;
+mod invalidation;
 mod kinds;
 mod locations;
 mod log_writer;

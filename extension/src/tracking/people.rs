@@ -3,16 +3,16 @@
 //! was found before, one read of its remembered heap slot (`locations`).
 
 use super::change::{cached_attnums, relation_name};
+use super::invalidation::Cache;
 use super::{locations, values};
 use pgrx::pg_sys::{self, Datum, Oid};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::CStr;
 
 thread_local! {
-    /// Probes by (people table, id column, argument type); an entry is used only while its
-    /// index is still one of the table's.
-    static PROBES: RefCell<HashMap<(Oid, pg_sys::AttrNumber, Oid), Probe>> = RefCell::new(HashMap::new());
+    /// Probes by (people table, id column, argument type), until a relation's cache entry is
+    /// invalidated (creating or dropping one of the table's indexes does that).
+    static PROBES: RefCell<Cache<(Oid, pg_sys::AttrNumber, Oid), Probe>> = const { RefCell::new(Cache::new()) };
 }
 
 /// How to find a row by id: the index (if any) and the equality function for the id's type.
@@ -140,20 +140,11 @@ unsafe fn cached_probe(
     argument_type: Oid,
 ) -> Probe {
     let key = ((*table).rd_id, id_attnum, argument_type);
-    let still_valid = |probe: &Probe| {
-        probe.index == pg_sys::InvalidOid
-            || ((*table).rd_indexvalid && (*table).rd_pkindex == probe.index)
-            || pg_sys::list_member_oid(pg_sys::RelationGetIndexList(table), probe.index)
-    };
-    if let Some(probe) = PROBES
-        .with_borrow(|probes| probes.get(&key).copied())
-        .filter(still_valid)
-    {
-        return probe;
-    }
-    let probe = probe(table, id_attnum, argument_type).unwrap_or_else(|why| pgrx::error!("{why}"));
-    PROBES.with_borrow_mut(|probes| probes.insert(key, probe));
-    probe
+    PROBES.with_borrow_mut(|probes| {
+        probes.get_or_insert(key, || {
+            probe(table, id_attnum, argument_type).unwrap_or_else(|why| pgrx::error!("{why}"))
+        })
+    })
 }
 
 /// A copy of the row of `table` whose id column (`id_attnum`) equals `id`, or null: the
@@ -214,7 +205,7 @@ pub unsafe fn row(
     let mut object = values::null();
     if !row.is_null() {
         let mut columns = Vec::with_capacity(fields.len());
-        for (field, &attnum) in fields.iter().zip(&attnums) {
+        for (field, &attnum) in fields.iter().zip(attnums.iter()) {
             let mut is_null = false;
             let datum = pg_sys::heap_getattr(row, attnum as i32, desc, &mut is_null);
             let type_oid = (*(*desc).attrs.as_ptr().add(attnum as usize - 1)).atttypid;
