@@ -378,9 +378,9 @@ async fn payload_after(db: &tokio_postgres::Client, statements: &str) -> serde_j
 
 #[tokio::test]
 async fn a_writing_session_follows_columns_and_indexes_that_ddl_has_moved() {
-    // One connection throughout: the tracker caches where columns are per backend, and must
-    // notice each change below in the very session that has cached them.
-    let (_cluster, db) = e2e::ats::database().await.unwrap();
+    // One connection writes throughout: the tracker caches where columns are per backend,
+    // and must notice each change below in the very session that has cached them.
+    let (cluster, db) = e2e::ats::database().await.unwrap();
     db.batch_execute(PEOPLE).await.unwrap();
     let payload = payload_after(
         &db,
@@ -390,6 +390,16 @@ async fn a_writing_session_follows_columns_and_indexes_that_ddl_has_moved() {
     )
     .await;
     assert_eq!(payload["current_stage"], "Screen");
+
+    // Another session adds an index to the log: the writer must fill it from now on.
+    let other = cluster.connect("app").await.unwrap();
+    other
+        .batch_execute(
+            "CREATE EXTENSION amcheck;
+             CREATE INDEX events_by_type ON webhooks.events (event_type);",
+        )
+        .await
+        .unwrap();
 
     // The tracked table's column dropped and added again: it has a new position.
     let payload = payload_after(
@@ -419,6 +429,12 @@ async fn a_writing_session_follows_columns_and_indexes_that_ddl_has_moved() {
         payload["job_posting"]["title"], "Senior Engineer",
         "{payload}"
     );
+
+    // Every row the writer logged since is in the other session's index.
+    other
+        .batch_execute("SELECT bt_index_check('webhooks.events_by_type', heapallindexed => true)")
+        .await
+        .unwrap();
 
     // A column the payload needs renamed away: the write is refused, naming it.
     db.batch_execute("ALTER TABLE ats.candidates RENAME COLUMN email TO mail")

@@ -10,72 +10,76 @@
 //! its size is checked here). The log tables have no insert triggers, rules or foreign keys.
 
 use super::change::cached_attnums;
+use super::ffi::raw;
+use super::invalidation::generation;
 use crate::errors::raise;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::pg_sys::{self, Datum, Oid};
 use pgrx::PgSqlErrorCode;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
 /// The limit of the `event_data_at_most_256_kib` constraint.
 const MAX_PAYLOAD_BYTES: usize = 262_144;
 /// The columns of the log row, in order.
 const EVENT_COLUMNS: [&str; 5] = ["id", "event_type", "created_at", "data", "fanout_xid"];
-/// The widest index key insert() fills.
+/// The widest index key write() fills.
 const MAX_KEY_COLUMNS: usize = 4;
+/// The most indexes on the log that tracking maintains (the extension creates two).
+const MAX_INDEXES: usize = 8;
 /// A relay counts as asleep for this long after it last registered (webhooks.wake_relay()).
 const SLEEPER_TTL_MICROS: i64 = 5 * 60 * 1_000_000;
 
-#[derive(Clone, Copy)]
-struct Catalog {
+/// How to write `webhooks.events`: its sequence, its indexes and the table relays sleep in,
+/// resolved by name and checked once per generation (see `invalidation`), and always after
+/// the log has been locked, so that its index list is the one every other writer sees.
+struct Plan {
+    stamp: u64,
     events: Oid,
     events_id: Oid,
     sleeping_relays: Oid,
+    /// Each index and its IndexInfo as BuildIndexInfo gave it, in `context`; each write
+    /// copies it (an access method may keep a statement's state in its copy).
+    indexes: Vec<(Oid, pg_sys::IndexInfo)>,
+    context: pg_sys::MemoryContext,
 }
 
 thread_local! {
-    /// Resolved once per backend, and again whenever the extension has been re-created.
-    static CATALOG: Cell<Option<Catalog>> = const { Cell::new(None) };
+    /// The last resolved log, also when stale: its oid is the first one tried.
+    static EVENTS: Cell<Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    static PLAN: RefCell<Option<Plan>> = const { RefCell::new(None) };
 }
 
-unsafe fn resolve() -> Catalog {
-    let schema = pg_sys::get_namespace_oid(c"webhooks".as_ptr(), false);
-    let relation = |name: &CStr| {
-        let oid = pg_sys::get_relname_relid(name.as_ptr(), schema);
-        if oid == pg_sys::InvalidOid {
-            pgrx::error!(
-                "webhooks.{} is missing; reinstall the pg_webhooks extension",
-                name.to_string_lossy()
-            );
-        }
-        oid
-    };
-    let events = relation(c"events");
-    Catalog {
-        events,
-        events_id: pg_sys::getIdentitySequence(events, 1, false),
-        sleeping_relays: relation(c"sleeping_relays"),
-    }
-}
-
-/// Open `webhooks.events`, resolving the catalog again if the cached one is stale.
-unsafe fn open_events() -> (Catalog, pg_sys::Relation) {
-    if let Some(catalog) = CATALOG.get() {
-        let events = pg_sys::try_table_open(catalog.events, pg_sys::RowExclusiveLock as i32);
+/// Open `webhooks.events` for inserting, resolving it by name when the remembered oid is
+/// gone or names another table (the extension has been re-created).
+unsafe fn open_events() -> pg_sys::Relation {
+    let remembered = EVENTS.get();
+    if remembered != pg_sys::InvalidOid {
+        let events = pg_sys::try_table_open(remembered, pg_sys::RowExclusiveLock as i32);
         if !events.is_null()
             && CStr::from_ptr((*(*events).rd_rel).relname.data.as_ptr()) == c"events"
         {
-            return (catalog, events);
+            return events;
         }
         if !events.is_null() {
             pg_sys::table_close(events, pg_sys::RowExclusiveLock as i32);
         }
     }
-    let catalog = resolve();
-    CATALOG.set(Some(catalog));
-    (
-        catalog,
-        pg_sys::table_open(catalog.events, pg_sys::RowExclusiveLock as i32),
-    )
+    let events = relation_named(c"events");
+    EVENTS.set(events);
+    pg_sys::table_open(events, pg_sys::RowExclusiveLock as i32)
+}
+
+unsafe fn relation_named(name: &CStr) -> Oid {
+    let schema = pg_sys::get_namespace_oid(c"webhooks".as_ptr(), false);
+    let oid = pg_sys::get_relname_relid(name.as_ptr(), schema);
+    if oid == pg_sys::InvalidOid {
+        pgrx::error!(
+            "webhooks.{} is missing; reinstall the pg_webhooks extension",
+            name.to_string_lossy()
+        );
+    }
+    oid
 }
 
 /// The domain's error, as `emit` raises it (pgrx cannot attach the constraint's name as a
@@ -90,18 +94,22 @@ fn refuse_oversized(size: usize, event_type: &str) -> ! {
     )
 }
 
-/// A table opened for inserting, with its indexes.
-struct Target {
-    relation: pg_sys::Relation,
-    indexes: Vec<(pg_sys::Relation, *mut pg_sys::IndexInfo)>,
+fn refuse_index(message: String) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        message,
+        None,
+        format!("Tracked events are written into the log's indexes directly, which works for up to {MAX_INDEXES} plain indexes of up to {MAX_KEY_COLUMNS} columns without a predicate or deferred checks; drop this index."),
+        "webhooks.track_changes",
+    )
 }
 
-impl Target {
-    /// Open `relation`'s indexes; its columns must be exactly `columns`.
-    unsafe fn open(relation: pg_sys::Relation, columns: &'static [&'static str]) -> Target {
-        let name = || super::change::relation_name(relation);
-        let attnums = cached_attnums(relation, columns);
-        if (*(*relation).rd_att).natts as usize != columns.len()
+impl Plan {
+    /// Resolve and check the log, open and locked as `events`. Stale plans' memory is freed.
+    unsafe fn build(events: pg_sys::Relation, stale: Option<Plan>) -> Plan {
+        let name = || super::change::relation_name(events);
+        let attnums = cached_attnums(events, &EVENT_COLUMNS);
+        if (*(*events).rd_att).natts as usize != EVENT_COLUMNS.len()
             || attnums
                 .iter()
                 .enumerate()
@@ -110,131 +118,182 @@ impl Target {
             pgrx::error!(
                 "{} has been altered: its columns must be ({})",
                 name(),
-                columns.join(", ")
+                EVENT_COLUMNS.join(", ")
             );
         }
-        let oids = pgrx::PgList::<Oid>::from_pg(pg_sys::RelationGetIndexList(relation));
-        let indexes = oids
-            .iter_oid()
-            .map(|oid| {
-                let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as i32);
-                let info = pg_sys::BuildIndexInfo(index);
-                // Such indexes need the executor (expressions, predicates, exclusion or
-                // deferred checks); the extension creates none. insert() fills keys of up to
-                // MAX_KEY_COLUMNS columns.
-                if !(*info).ii_Expressions.is_null()
-                    || !(*info).ii_Predicate.is_null()
-                    || !(*info).ii_ExclusionOps.is_null()
-                    || !(*(*index).rd_index).indimmediate
-                    || (*info).ii_NumIndexAttrs as usize > MAX_KEY_COLUMNS
-                {
-                    let index_name = CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr());
-                    raise(
-                        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                        format!("{} has an index that tracking cannot maintain: {}", name(), index_name.to_string_lossy()),
-                        None,
-                        format!("Tracked events are written into the log's indexes directly, which works for plain indexes of up to {MAX_KEY_COLUMNS} columns without a predicate or deferred checks; drop this index."),
-                        "webhooks.track_changes",
-                    );
-                }
-                (index, info)
-            })
-            .collect();
-        Target { relation, indexes }
-    }
-
-    /// Insert a row of `values` (none NULL) and its index entries.
-    unsafe fn insert(&self, values: &mut [Datum], command: pg_sys::CommandId) {
-        let mut nulls = [false; EVENT_COLUMNS.len()];
-        let tuple = pg_sys::heap_form_tuple(
-            (*self.relation).rd_att,
-            values.as_mut_ptr(),
-            nulls.as_mut_ptr(),
-        );
-        pg_sys::heap_insert(self.relation, tuple, command, 0, std::ptr::null_mut());
-        for &(index, info) in &self.indexes {
-            if !(*info).ii_ReadyForInserts {
-                continue;
+        let context = match stale {
+            Some(stale) => {
+                pg_sys::MemoryContextReset(stale.context);
+                stale.context
             }
-            let mut key = [Datum::from(0); MAX_KEY_COLUMNS];
-            let width = (*info).ii_NumIndexAttrs as usize;
-            let attnums = &(&(*info).ii_IndexAttrNumbers)[..width];
-            for (slot, &attnum) in key.iter_mut().zip(attnums) {
-                *slot = values[attnum as usize - 1];
+            None => pg_sys::AllocSetContextCreateInternal(
+                pg_sys::TopMemoryContext,
+                c"pg_webhooks log writer".as_ptr(),
+                pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
+                pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
+                pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
+            ),
+        };
+        let caller = pg_sys::MemoryContextSwitchTo(context);
+        let oids = pgrx::PgList::<Oid>::from_pg(pg_sys::RelationGetIndexList(events));
+        let mut indexes = Vec::with_capacity(oids.len());
+        for oid in oids.iter_oid() {
+            let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as i32);
+            let info = pg_sys::BuildIndexInfo(index);
+            // Such indexes need the executor (expressions, predicates, exclusion or deferred
+            // checks); the extension creates none.
+            if !(*info).ii_Expressions.is_null()
+                || !(*info).ii_Predicate.is_null()
+                || !(*info).ii_ExclusionOps.is_null()
+                || !(*(*index).rd_index).indimmediate
+                || (*info).ii_NumIndexAttrs as usize > MAX_KEY_COLUMNS
+                || indexes.len() == MAX_INDEXES
+            {
+                let index_name = CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr());
+                pg_sys::MemoryContextSwitchTo(caller);
+                refuse_index(format!(
+                    "{} has an index that tracking cannot maintain: {}",
+                    name(),
+                    index_name.to_string_lossy()
+                ));
             }
-            let check = if (*info).ii_Unique {
-                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
-            } else {
-                pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
-            };
-            pg_sys::index_insert(
-                index,
-                key.as_mut_ptr(),
-                nulls.as_mut_ptr(),
-                &mut (*tuple).t_self,
-                self.relation,
-                check,
-                false,
-                info,
-            );
-        }
-    }
-
-    unsafe fn close(self) {
-        for (index, _) in self.indexes {
             pg_sys::index_close(index, pg_sys::NoLock as i32);
+            indexes.push((oid, *info));
         }
-        pg_sys::table_close(self.relation, pg_sys::NoLock as i32);
+        pg_sys::MemoryContextSwitchTo(caller);
+        let events_oid = (*events).rd_id;
+        Plan {
+            stamp: generation(),
+            events: events_oid,
+            events_id: pg_sys::getIdentitySequence(events_oid, 1, false),
+            sleeping_relays: relation_named(c"sleeping_relays"),
+            indexes,
+            context,
+        }
     }
 }
 
 /// Log one event of each type in `fired`, all with `payload`, for fan-out once committed.
 pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb, snapshot: pg_sys::Snapshot) {
-    let (catalog, events) = open_events();
     let size = pgrx::varlena::varsize_any(payload as *const _);
     if size > MAX_PAYLOAD_BYTES {
         refuse_oversized(size, fired[0]);
     }
-    let events = Target::open(events, &EVENT_COLUMNS);
-    let command = pg_sys::GetCurrentCommandId(true);
-    let now = pg_sys::GetCurrentTransactionStartTimestamp();
-    // Before any event id is drawn: fan_out()'s marks rely on a transaction's id preceding
-    // its event ids. (The tracked row's write has assigned it already.)
-    let transaction = pg_sys::GetTopFullTransactionId().value;
-    for event_type in fired {
-        let id = super::ffi::nextval_internal(catalog.events_id, false);
-        let type_text = pg_sys::cstring_to_text_with_len(
-            event_type.as_ptr() as *const _,
-            event_type.len() as i32,
-        );
-        events.insert(
-            &mut [
-                Datum::from(id),
+    let events = open_events();
+    let (now, sleepers) = PLAN.with_borrow_mut(|plan| {
+        let current = plan
+            .as_ref()
+            .is_some_and(|p| p.stamp == generation() && p.events == (*events).rd_id);
+        if !current {
+            *plan = Some(Plan::build(events, plan.take()));
+        }
+        write(plan.as_ref().expect("just built"), events, fired, payload)
+    });
+    if let Some(sleepers) = sleepers {
+        wake_sleeping_relays(sleepers, now, snapshot);
+    }
+}
+
+/// Insert the rows and their index entries, close the log, and open the sleeping relays'
+/// table if it has rows: one guarded call into PostgreSQL instead of a dozen and more.
+unsafe fn write(
+    plan: &Plan,
+    events: pg_sys::Relation,
+    fired: &[&str],
+    payload: *mut pg_sys::Jsonb,
+) -> (pg_sys::TimestampTz, Option<pg_sys::Relation>) {
+    let mut indexes = [std::ptr::null_mut(); MAX_INDEXES];
+    // SAFETY (of the zeroes): plain C structs; each used one is overwritten below.
+    let mut infos: [pg_sys::IndexInfo; MAX_INDEXES] = std::mem::zeroed();
+    for (copy, (_, info)) in infos.iter_mut().zip(&plan.indexes) {
+        *copy = *info;
+        copy.ii_Context = pg_sys::CurrentMemoryContext;
+        copy.ii_AmCache = std::ptr::null_mut();
+    }
+    let count = plan.indexes.len();
+    let (sleeping_relays, events_id) = (plan.sleeping_relays, plan.events_id);
+    let oids = plan.indexes.iter().map(|(oid, _)| *oid);
+    // Nothing in this closure has a destructor or can panic (see ffi::raw).
+    pg_guard_ffi_boundary(|| {
+        let command = raw::GetCurrentCommandId(true);
+        let now = raw::GetCurrentTransactionStartTimestamp();
+        // Before any event id is drawn: fan_out()'s marks rely on a transaction's id
+        // preceding its event ids. (The tracked row's write has assigned it already.)
+        let transaction = raw::GetTopFullTransactionId().value;
+        for (slot, oid) in indexes.iter_mut().zip(oids) {
+            *slot = raw::index_open(oid, pg_sys::RowExclusiveLock as i32);
+        }
+        for event_type in fired {
+            let type_text = raw::cstring_to_text_with_len(
+                event_type.as_ptr() as *const _,
+                event_type.len() as i32,
+            );
+            let mut values = [
+                Datum::from(raw::nextval_internal(events_id, false)),
                 Datum::from(type_text),
                 Datum::from(now),
                 Datum::from(payload),
                 Datum::from(transaction),
-            ],
-            command,
-        );
-    }
-    events.close();
-    wake_sleeping_relays(catalog, now, snapshot);
+            ];
+            let mut nulls = [false; EVENT_COLUMNS.len()];
+            let tuple =
+                raw::heap_form_tuple((*events).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            raw::heap_insert(events, tuple, command, 0, std::ptr::null_mut());
+            for (&index, info) in indexes.iter().zip(infos.iter_mut()).take(count) {
+                if !info.ii_ReadyForInserts {
+                    continue;
+                }
+                let mut key = [Datum::from(0); MAX_KEY_COLUMNS];
+                let attnums = info
+                    .ii_IndexAttrNumbers
+                    .iter()
+                    .take(info.ii_NumIndexAttrs as usize);
+                for (slot, &attnum) in key.iter_mut().zip(attnums) {
+                    // Attribute numbers 1 to 5: expression columns (0) were refused.
+                    *slot = values
+                        .get(attnum as usize - 1)
+                        .copied()
+                        .unwrap_or(Datum::from(0));
+                }
+                let check = if info.ii_Unique {
+                    pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+                } else {
+                    pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+                };
+                raw::index_insert(
+                    index,
+                    key.as_mut_ptr(),
+                    nulls.as_mut_ptr(),
+                    &mut (*tuple).t_self,
+                    events,
+                    check,
+                    false,
+                    info,
+                );
+            }
+        }
+        for &index in indexes.iter().take(count) {
+            raw::index_close(index, pg_sys::NoLock as i32);
+        }
+        raw::table_close(events, pg_sys::NoLock as i32);
+        let sleepers = raw::table_open(sleeping_relays, pg_sys::AccessShareLock as i32);
+        // Nobody has slept since VACUUM last truncated the table: nothing to read.
+        if raw::RelationGetNumberOfBlocksInFork(sleepers, pg_sys::ForkNumber::MAIN_FORKNUM) == 0 {
+            raw::table_close(sleepers, pg_sys::NoLock as i32);
+            return (now, None);
+        }
+        (now, Some(sleepers))
+    })
 }
 
 /// `webhooks.wake_relay()`: NOTIFY only while some relay sleeps, so that a busy write path
 /// never pays for NOTIFY (which serialises committing transactions).
+/// `sleepers` is `webhooks.sleeping_relays`, open; this closes it.
 unsafe fn wake_sleeping_relays(
-    catalog: Catalog,
+    sleepers: pg_sys::Relation,
     now: pg_sys::TimestampTz,
     snapshot: pg_sys::Snapshot,
 ) {
-    let sleepers = pg_sys::table_open(catalog.sleeping_relays, pg_sys::AccessShareLock as i32);
-    // Nobody has slept since VACUUM last truncated the table: nothing to read.
-    if pg_sys::RelationGetNumberOfBlocksInFork(sleepers, pg_sys::ForkNumber::MAIN_FORKNUM) == 0 {
-        pg_sys::table_close(sleepers, pg_sys::NoLock as i32);
-        return;
-    }
     let since = cached_attnums(sleepers, &["since"])[0];
     let scan = pg_sys::systable_beginscan(
         sleepers,
