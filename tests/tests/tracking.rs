@@ -390,6 +390,13 @@ async fn a_writing_session_follows_columns_and_indexes_that_ddl_has_moved() {
     )
     .await;
     assert_eq!(payload["current_stage"], "Screen");
+    // A value PostgreSQL stores compressed is sent as its text.
+    let payload = payload_after(
+        &db,
+        "UPDATE ats.applications SET current_stage = repeat('Screen ', 500) WHERE id = 1",
+    )
+    .await;
+    assert_eq!(payload["current_stage"], "Screen ".repeat(500));
 
     // Another session adds an index to the log: the writer must fill it from now on.
     let other = cluster.connect("app").await.unwrap();

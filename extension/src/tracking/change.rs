@@ -4,7 +4,7 @@
 use super::invalidation::Cache;
 use super::kinds::Kind;
 use pgrx::pg_sys;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
 /// Most columns a kind, a people table's payload or the log names.
@@ -38,6 +38,9 @@ pub struct Change<'a> {
     /// None on INSERT: every OLD column reads as NULL.
     old: Option<Row>,
     attnums: &'a Attnums,
+    /// The last column looked up (its name's address) and its attribute number: the rules
+    /// and the payload mostly read a column's value and then its type, or OLD then NEW.
+    last_lookup: Cell<(usize, pg_sys::AttrNumber)>,
 }
 
 /// A row's columns, taken apart once (in the current memory context): the rules and the
@@ -138,6 +141,7 @@ impl<'a> Change<'a> {
                 new: Row::deform(new, desc),
                 old: old.map(|old| Row::deform(old, desc)),
                 attnums,
+                last_lookup: Cell::new((0, 0)),
             }
         }
     }
@@ -147,13 +151,19 @@ impl<'a> Change<'a> {
     }
 
     fn attnum(&self, column: &str) -> pg_sys::AttrNumber {
-        // The rules and payloads name columns with the same literals as Kind::columns, which
-        // the compiler stores once: comparing addresses finds them without comparing text.
-        let position = (self.kind.columns.iter())
-            .position(|c| std::ptr::eq(*c, column))
-            .or_else(|| self.kind.columns.iter().position(|c| *c == column));
-        self.attnums
-            [position.unwrap_or_else(|| panic!("{column} is not a column of {}", self.kind.name))]
+        let (last, attnum) = self.last_lookup.get();
+        if last == column.as_ptr() as usize && attnum != 0 {
+            return attnum;
+        }
+        // The names' lengths mostly differ; the same literal often (not always: the compiler
+        // need not merge them) has the same address.
+        let position = self.kind.columns.iter().position(|c| {
+            c.len() == column.len() && (c.as_ptr() == column.as_ptr() || *c == column)
+        });
+        let attnum = self.attnums
+            [position.unwrap_or_else(|| panic!("{column} is not a column of {}", self.kind.name))];
+        self.last_lookup.set((column.as_ptr() as usize, attnum));
+        attnum
     }
 
     /// The column's type and collation.

@@ -14,7 +14,14 @@ thread_local! {
 
 /// A text-like value's bytes, detoasted (in the current memory context if it had to be).
 unsafe fn text_bytes<'a>(datum: Datum) -> &'a [u8] {
-    let text = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+    use pgrx::varlena::{varatt_is_1b, varatt_is_1b_e, varatt_is_4b_u};
+    let mut text = datum.cast_mut_ptr::<pg_sys::varlena>();
+    // What pg_detoast_datum_packed checks, without a call into PostgreSQL for the usual
+    // case: a short value stored inline and uncompressed is read where it is.
+    let in_place = varatt_is_4b_u(text) || (varatt_is_1b(text) && !varatt_is_1b_e(text));
+    if !in_place {
+        text = pg_sys::pg_detoast_datum_packed(text);
+    }
     pgrx::varlena::varlena_to_byte_slice(text)
 }
 
