@@ -1,6 +1,5 @@
 -- pg_webhooks: tracking application tables. webhooks.track() checks a table's columns and
--- attaches an AFTER INSERT OR UPDATE trigger, webhooks.track_changes(kind, candidates,
--- job_postings), that emits the documented events inside the writing transaction. The trigger
+-- attaches an AFTER INSERT OR UPDATE trigger, webhooks.track_changes(kind), that emits the documented events inside the writing transaction. The trigger
 -- is native code (extension/src/tracking/): its rules and payloads are those of
 -- docs/ats-events.md, and it writes the log without running SQL, because SQL costs more than
 -- an application's write can spare (docs/benchmarks.md).
@@ -110,11 +109,12 @@ BEGIN
     PERFORM webhooks.check_trackable(table_name, spec.kind, candidates, job_postings);
 
     PERFORM webhooks.untrack(table_name, if_tracked => true);
-    -- The people tables are passed by oid, so that a write never parses a name. The trigger
-    -- writes the log itself, without privilege checks: a writer with no rights in the
-    -- webhooks schema still emits, and the writer's search_path plays no part.
-    EXECUTE format('CREATE TRIGGER webhooks_events AFTER INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION webhooks.track_changes(%L, %L, %L)',
-                   table_name, spec.kind, coalesce(candidates::oid, 0), coalesce(job_postings::oid, 0));
+    -- The trigger names only the kind: it reads the people tables from tracked_tables (by oid,
+    -- once per session), so a dump restored elsewhere, where every table has a new oid, keeps
+    -- working. It writes the log itself, without privilege checks: a writer with no rights in
+    -- the webhooks schema still emits, and the writer's search_path plays no part.
+    EXECUTE format('CREATE TRIGGER webhooks_events AFTER INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION webhooks.track_changes(%L)',
+                   table_name, spec.kind);
     INSERT INTO webhooks.tracked_tables (table_name, kind, candidates, job_postings)
     VALUES (track.table_name, spec.kind, candidates, job_postings);
     RETURN format('%s tracked as %s: %s', table_name, spec.kind, array_to_string(spec.events, ', '));

@@ -89,7 +89,7 @@ fn only_track_can_attach_the_tracking_trigger() {
     let refused = error_as(
         Some("app_owner"),
         "CREATE TRIGGER forged AFTER INSERT ON owned.reviews FOR EACH ROW
-         EXECUTE FUNCTION webhooks.track_changes('reviews', '0', '0')",
+         EXECUTE FUNCTION webhooks.track_changes('reviews')",
     )
     .expect("refused");
     assert_eq!(refused.sqlstate, "42501", "{refused:?}");

@@ -70,7 +70,8 @@ unsafe fn open_events() -> pg_sys::Relation {
     pg_sys::table_open(events, pg_sys::RowExclusiveLock as i32)
 }
 
-unsafe fn relation_named(name: &CStr) -> Oid {
+/// `webhooks.<name>`'s oid; an ERROR if the extension's table is missing.
+pub(super) unsafe fn relation_named(name: &CStr) -> Oid {
     let schema = pg_sys::get_namespace_oid(c"webhooks".as_ptr(), false);
     let oid = pg_sys::get_relname_relid(name.as_ptr(), schema);
     if oid == pg_sys::InvalidOid {

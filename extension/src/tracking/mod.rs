@@ -1,9 +1,10 @@
 //! Tracking application tables natively. `webhooks.track()` (extension/sql/tracking.sql)
-//! checks a table and attaches `webhooks.track_changes(kind, candidates, job_postings)` as its
-//! AFTER INSERT OR UPDATE row trigger. Per change, inside the writing transaction, the trigger
+//! checks a table and attaches `webhooks.track_changes(kind)` as its AFTER INSERT OR UPDATE
+//! row trigger. Per change, inside the writing transaction, the trigger
 //!
 //! 1. runs the kind's rules on OLD and NEW (`kinds`, `change`);
-//! 2. if any event fires, builds the payload once (`payload`, `values`, `people`,
+//! 2. if any event fires, builds the payload once, naming the candidate and job posting from
+//!    the people tables `track()` recorded (`tracked`, `payload`, `values`, `people`,
 //!    `locations`);
 //! 3. logs each event with its transaction's id, by which `webhooks.fan_out()` finds it after
 //!    commit, then wakes a sleeping relay (`log_writer`).
@@ -19,14 +20,15 @@ mod locations;
 mod log_writer;
 mod payload;
 mod people;
+mod tracked;
 mod values;
 
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use std::ffi::CStr;
 
-/// The trigger: `EXECUTE FUNCTION webhooks.track_changes('applications', '<candidates oid>',
-/// '<job postings oid>')`, as webhooks.track() writes it (0 where a kind reads no people).
+/// The trigger: `EXECUTE FUNCTION webhooks.track_changes('applications')`, as webhooks.track()
+/// writes it; the people tables come from webhooks.tracked_tables (`tracked`).
 #[pg_trigger]
 fn track_changes<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -40,14 +42,7 @@ fn track_changes<'a>(
     if !row_level || !after || !(is_update || operation == pg_sys::TRIGGER_EVENT_INSERT) {
         error!("webhooks.track_changes() must be an AFTER INSERT OR UPDATE ... FOR EACH ROW trigger; attach it with webhooks.track()");
     }
-    let [kind, candidates, job_postings] = trigger_arguments(trigger.trigger());
-    let kind = kinds::find(kind).unwrap_or_else(|| {
-        error!("webhooks.track_changes(): unknown kind \"{kind}\"; attach it with webhooks.track()")
-    });
-    let people = payload::People {
-        candidates: oid_argument(candidates),
-        job_postings: oid_argument(job_postings),
-    };
+    let kind = kind_argument(trigger.trigger());
     unsafe {
         let relation = data.tg_relation;
         let (new, old) = if is_update {
@@ -64,6 +59,7 @@ fn track_changes<'a>(
             // written so far, including earlier rows of the same statement.
             pg_sys::CommandCounterIncrement();
             let snapshot = pg_sys::GetTransactionSnapshot();
+            let people = tracked::people_of(relation);
             let payload = payload::build(&change, &people, snapshot);
             log_writer::log(&fired, payload, snapshot);
         }
@@ -71,22 +67,18 @@ fn track_changes<'a>(
     Ok(None)
 }
 
-/// The trigger's three arguments, as written by webhooks.track() (anything else is refused).
-fn trigger_arguments(trigger: &pg_sys::Trigger) -> [&str; 3] {
-    if trigger.tgnargs != 3 {
-        error!("webhooks.track_changes() takes three arguments; attach it with webhooks.track()");
+/// The trigger's one argument, a kind, as written by webhooks.track() (anything else is
+/// refused).
+fn kind_argument(trigger: &pg_sys::Trigger) -> &'static kinds::Kind {
+    if trigger.tgnargs != 1 {
+        error!("webhooks.track_changes() takes one argument, the kind; attach it with webhooks.track()");
     }
-    std::array::from_fn(|i| {
-        unsafe { CStr::from_ptr(*trigger.tgargs.add(i)) }
-            .to_str()
-            .unwrap_or("")
+    let kind = unsafe { CStr::from_ptr(*trigger.tgargs) }
+        .to_str()
+        .unwrap_or("");
+    kinds::find(kind).unwrap_or_else(|| {
+        error!("webhooks.track_changes(): unknown kind \"{kind}\"; attach it with webhooks.track()")
     })
-}
-
-fn oid_argument(text: &str) -> pg_sys::Oid {
-    text.parse::<u32>()
-        .map(pg_sys::Oid::from)
-        .unwrap_or_else(|_| error!("webhooks.track_changes(): \"{text}\" is not a table oid; attach it with webhooks.track()"))
 }
 
 fn refuse(message: String, hint: String) -> ! {

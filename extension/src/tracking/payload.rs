@@ -31,6 +31,7 @@ fn in_jsonb_order(kind: &super::kinds::Kind) -> &'static [usize] {
 }
 
 /// The tables a payload's candidate and job posting are read from.
+#[derive(Clone, Copy)]
 pub struct People {
     pub candidates: Oid,
     pub job_postings: Oid,
