@@ -185,7 +185,10 @@ CREATE TABLE webhooks.fanout_position (
     floor         bigint NOT NULL DEFAULT 0,
     batch         pg_snapshot,
     batch_by      xid8,
-    batch_reached bigint
+    batch_reached bigint,
+    -- Set when this row came from a dump (docs/reliability.md, "Backups"): its snapshots then
+    -- name another cluster's transactions, and fan_out() waits for resume_after_restore().
+    restored      boolean NOT NULL DEFAULT false
 );
 INSERT INTO webhooks.fanout_position (done) VALUES (pg_catalog.pg_current_snapshot());
 

@@ -27,6 +27,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.redeliver(bigint),
     webhooks.retry_now(bigint),
     webhooks.fan_out(integer),
+    webhooks.resume_after_restore(),
     webhooks.track(regclass, text, regclass, regclass),
     webhooks.untrack(regclass, boolean),
     webhooks.track_ats(text),
@@ -88,6 +89,10 @@ COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoin
 COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
 COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
 COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (other 4xx except 408/429, a refused target, or the last attempt) or retry (3xx, 408, 429, 5xx, timeouts, network and TLS errors).';
+COMMENT ON FUNCTION webhooks.make_deliveries(bigint[]) IS 'The deliveries of the given events, one per active subscribed endpoint that existed when the event was logged; fan_out and resume_after_restore use it.';
+COMMENT ON FUNCTION webhooks.resume_after_restore() IS 'After restoring a dump: make the deliveries of the tracked events the dumped cluster had not fanned out, then restart fan-out at the end of the log. Run once the restore is complete, before applications write again.';
+COMMENT ON FUNCTION webhooks.restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
+COMMENT ON FUNCTION webhooks.restore_fanout_position() IS 'Trigger: a restored fan-out position replaces the fresh one and is marked restored, so that fan_out waits for resume_after_restore.';
 COMMENT ON FUNCTION webhooks.fan_out(integer) IS 'Make the deliveries of up to max_events committed tracked events (webhooks.events_awaiting_fan_out); every claim runs it first. Returns the number of deliveries made.';
 COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
 COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], jsonb[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
@@ -98,7 +103,7 @@ COMMENT ON FUNCTION webhooks.retry_now(bigint) IS 'Make waiting retries (of one 
 COMMENT ON FUNCTION webhooks.track(regclass, text, regclass, regclass) IS 'Emit the documented events from changes to a table: checks its columns (naming any missing) and their types, and attaches the webhooks.track_changes AFTER INSERT OR UPDATE trigger. kind defaults to the table name.';
 COMMENT ON FUNCTION webhooks.untrack(regclass, boolean) IS 'Stop tracking a table: drops its trigger.';
 COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table (sql/ats_schema.sql) found in a schema.';
-COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.track attaches: track_changes(kind, candidates oid, job postings oid) fires the kind''s events (docs/ats-events.md) and logs them in the writing transaction.';
+COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.track attaches: track_changes(kind) fires the kind''s events, reading the people tables recorded in webhooks.tracked_tables, (docs/ats-events.md) and logs them in the writing transaction.';
 COMMENT ON FUNCTION webhooks.check_trackable(oid, text, oid, oid) IS 'Used by track: refuses a table whose rule booleans, payload timestamps or people ids have types tracking cannot use.';
 COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
 COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';

@@ -43,6 +43,26 @@ $$;
 -- Claim
 ------------------------------------------------------------------------------------------
 
+-- The deliveries of events `event_ids`: one per active endpoint subscribed to the event's type
+-- that existed when the event was logged. Returns how many were made.
+CREATE FUNCTION webhooks.make_deliveries(event_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+DECLARE
+    made integer;
+BEGIN
+    INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+    SELECT ev.id, s.endpoint_id
+      FROM webhooks.events ev
+      JOIN webhooks.subscriptions s ON s.event_type = ev.event_type
+      JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
+                               AND e.created_at <= ev.created_at
+     WHERE ev.id = ANY (event_ids)
+     ORDER BY ev.id, s.endpoint_id;
+    GET DIAGNOSTICS made = ROW_COUNT;
+    RETURN made;
+END
+$$;
+
 -- Make the deliveries of committed tracked events (webhooks.events_awaiting_fan_out): one per
 -- active endpoint subscribed to the event's type that existed when the event was logged.
 -- A round takes, in log order, the events whose transactions ended after the previous round's
@@ -91,6 +111,11 @@ BEGIN
                                       ORDER BY m.xid DESC LIMIT 1), 0);
     END IF;
     SELECT * INTO STRICT pos FROM webhooks.fanout_position;
+    IF pos.restored THEN
+        RAISE EXCEPTION 'the webhooks tables were restored from a dump, and tracked events wait for webhooks.resume_after_restore()'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Once the restore is complete, and before applications write again, run SELECT webhooks.resume_after_restore(); (docs/reliability.md, "Backups").';
+    END IF;
     fresh := pos.batch IS NULL;
     IF fresh THEN
         pos.batch := pg_current_snapshot();
@@ -109,15 +134,7 @@ BEGIN
                AND NOT webhooks.ended_in(ev.fanout_xid, pos.done, pos.done_by)
              ORDER BY ev.id
              LIMIT fan_out.max_events) q;
-    INSERT INTO webhooks.deliveries (event_id, endpoint_id)
-    SELECT ev.id, s.endpoint_id
-      FROM webhooks.events ev
-      JOIN webhooks.subscriptions s ON s.event_type = ev.event_type
-      JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
-                               AND e.created_at <= ev.created_at
-     WHERE ev.id = ANY (taken)
-     ORDER BY ev.id, s.endpoint_id;
-    GET DIAGNOSTICS made = ROW_COUNT;
+    made := webhooks.make_deliveries(taken);
     IF cardinality(taken) = fan_out.max_events THEN
         -- Stopped short: the next round goes on in the same snapshot.
         UPDATE webhooks.fanout_position

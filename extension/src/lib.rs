@@ -30,9 +30,14 @@ extension_sql_file!(
     requires = ["relay", tracking::track_changes, tracking::check_trackable]
 );
 extension_sql_file!(
+    "../sql/backup.sql",
+    name = "backup",
+    requires = ["tracking"]
+);
+extension_sql_file!(
     "../sql/privileges.sql",
     name = "privileges",
-    requires = ["tracking"],
+    requires = ["backup"],
     finalize
 );
 
