@@ -457,3 +457,31 @@ async fn a_writing_session_follows_columns_and_indexes_that_ddl_has_moved() {
         Some("table ats.candidates has no column \"email\" any more; restore the column, or run webhooks.untrack() on the tracked table"),
     );
 }
+
+#[tokio::test]
+async fn a_repeatable_read_transaction_older_than_track_logs_its_writes() {
+    let (cluster, db) = e2e::ats::database().await.unwrap();
+    db.batch_execute(PEOPLE).await.unwrap();
+    db.batch_execute("SELECT webhooks.untrack('ats.applications')")
+        .await
+        .unwrap();
+    // The writer's snapshot predates track(): the trigger fires all the same (PostgreSQL reads
+    // triggers as catalog entries), and the tracker must find the table's people tables too.
+    let writer = cluster.connect("app").await.unwrap();
+    writer
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM ats.candidates")
+        .await
+        .unwrap();
+    db.batch_execute("SELECT webhooks.track('ats.applications')")
+        .await
+        .unwrap();
+    writer
+        .batch_execute(
+            "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at)
+                  VALUES (7, 3, now());
+             COMMIT",
+        )
+        .await
+        .unwrap();
+    assert_eq!(event_types(&db).await, ["application.submitted"]);
+}

@@ -38,16 +38,18 @@ struct Plan {
     events: Oid,
     events_id: Oid,
     sleeping_relays: Oid,
-    /// Each index and its IndexInfo as BuildIndexInfo gave it, in `context`; each write
+    /// Each index and its IndexInfo as BuildIndexInfo gave it, in `PLAN_CONTEXT`; each write
     /// copies it (an access method may keep a statement's state in its copy).
     indexes: Vec<(Oid, pg_sys::IndexInfo)>,
-    context: pg_sys::MemoryContext,
 }
 
 thread_local! {
     /// The last resolved log, also when stale: its oid is the first one tried.
     static EVENTS: Cell<Oid> = const { Cell::new(pg_sys::InvalidOid) };
     static PLAN: RefCell<Option<Plan>> = const { RefCell::new(None) };
+    /// Where the plan's IndexInfos live: one context for the backend's life, emptied when a
+    /// plan is built (also one whose building failed).
+    static PLAN_CONTEXT: Cell<pg_sys::MemoryContext> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 /// Open `webhooks.events` for inserting, resolving it by name when the remembered oid is
@@ -106,8 +108,9 @@ fn refuse_index(message: String) -> ! {
 }
 
 impl Plan {
-    /// Resolve and check the log, open and locked as `events`. Stale plans' memory is freed.
-    unsafe fn build(events: pg_sys::Relation, stale: Option<Plan>) -> Plan {
+    /// Resolve and check the log, open and locked as `events`. The previous plan's memory is
+    /// freed: call it only with no plan in use.
+    unsafe fn build(events: pg_sys::Relation) -> Plan {
         let name = || super::change::relation_name(events);
         let attnums = cached_attnums(events, &EVENT_COLUMNS);
         if (*(*events).rd_att).natts as usize != EVENT_COLUMNS.len()
@@ -122,19 +125,18 @@ impl Plan {
                 EVENT_COLUMNS.join(", ")
             );
         }
-        let context = match stale {
-            Some(stale) => {
-                pg_sys::MemoryContextReset(stale.context);
-                stale.context
-            }
-            None => pg_sys::AllocSetContextCreateInternal(
+        let mut context = PLAN_CONTEXT.get();
+        if context.is_null() {
+            context = pg_sys::AllocSetContextCreateInternal(
                 pg_sys::TopMemoryContext,
                 c"pg_webhooks log writer".as_ptr(),
                 pg_sys::ALLOCSET_SMALL_MINSIZE as usize,
                 pg_sys::ALLOCSET_SMALL_INITSIZE as usize,
                 pg_sys::ALLOCSET_SMALL_MAXSIZE as usize,
-            ),
-        };
+            );
+            PLAN_CONTEXT.set(context);
+        }
+        pg_sys::MemoryContextReset(context);
         let caller = pg_sys::MemoryContextSwitchTo(context);
         let oids = pgrx::PgList::<Oid>::from_pg(pg_sys::RelationGetIndexList(events));
         let mut indexes = Vec::with_capacity(oids.len());
@@ -169,7 +171,6 @@ impl Plan {
             events_id: pg_sys::getIdentitySequence(events_oid, 1, false),
             sleeping_relays: relation_named(c"sleeping_relays"),
             indexes,
-            context,
         }
     }
 }
@@ -186,7 +187,8 @@ pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb, snapshot: pg_sys:
             .as_ref()
             .is_some_and(|p| p.stamp == generation() && p.events == (*events).rd_id);
         if !current {
-            *plan = Some(Plan::build(events, plan.take()));
+            *plan = None;
+            *plan = Some(Plan::build(events));
         }
         write(plan.as_ref().expect("just built"), events, fired, payload)
     });

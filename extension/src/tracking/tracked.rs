@@ -42,11 +42,14 @@ unsafe fn recorded(table: pg_sys::Relation) -> People {
         pg_sys::RegProcedure::from(pg_sys::F_OIDEQ),
         pg_sys::Datum::from((*table).rd_id),
     );
+    // The latest committed row, as a catalog is read, not the writer's snapshot: in a
+    // REPEATABLE READ transaction older than track(), the trigger already fires (triggers are
+    // catalog entries), and its row must be found too.
     let scan = pg_sys::systable_beginscan(
         tracked,
         pg_sys::InvalidOid,
         false,
-        pg_sys::GetTransactionSnapshot(),
+        std::ptr::null_mut(),
         1,
         &mut key,
     );
