@@ -70,8 +70,10 @@ $$;
 -- one at a time: a concurrent caller returns 0 at once rather than wait, since the round in
 -- progress is making the same deliveries. An event and the position past it change in one
 -- transaction, so none is made twice or lost. Returns the number of deliveries made.
+-- plan_cache_mode is reset here because claim_deliveries, which calls this, forces generic
+-- plans: a round's query is better planned for the floor it starts from.
 CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 5000) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks SET plan_cache_mode = auto AS $$
 DECLARE
     pos      webhooks.fanout_position;
     fresh    boolean;
@@ -97,6 +99,18 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(1701143144) THEN
         RETURN 0;
     END IF;
+    SELECT * INTO STRICT pos FROM webhooks.fanout_position;
+    IF pos.restored THEN
+        RAISE EXCEPTION 'the webhooks tables were restored from a dump, and tracked events wait for webhooks.resume_after_restore()'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Once the restore is complete, and before applications write again, run SELECT webhooks.resume_after_restore(); (docs/reliability.md, "Backups").';
+    END IF;
+    -- Nothing logged past the floor and no round under way: nothing can await fan-out (the
+    -- sequence's last value bounds every id handed out, cached or not). Every claim calls this,
+    -- so the common case of a quiet log reads one row and one sequence, and plans nothing.
+    IF pos.batch IS NULL AND (SELECT s.last_value FROM webhooks.events_id_seq s) <= pos.floor THEN
+        RETURN 0;
+    END IF;
     IF pg_current_xact_id_if_assigned() IS NULL THEN
         -- The mark: the sequence first, then this transaction's id. A sequence that hands out
         -- cached ranges could give an old value later, so it only counts without a cache. No
@@ -109,12 +123,6 @@ BEGIN
                  WHERE q.seqrelid = 'webhooks.events_id_seq'::regclass) = 1
            AND l.last_id > coalesce((SELECT m.last_id FROM webhooks.fanout_marks m
                                       ORDER BY m.xid DESC LIMIT 1), 0);
-    END IF;
-    SELECT * INTO STRICT pos FROM webhooks.fanout_position;
-    IF pos.restored THEN
-        RAISE EXCEPTION 'the webhooks tables were restored from a dump, and tracked events wait for webhooks.resume_after_restore()'
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Once the restore is complete, and before applications write again, run SELECT webhooks.resume_after_restore(); (docs/reliability.md, "Backups").';
     END IF;
     fresh := pos.batch IS NULL;
     IF fresh THEN
@@ -134,7 +142,8 @@ BEGIN
                AND NOT webhooks.ended_in(ev.fanout_xid, pos.done, pos.done_by)
              ORDER BY ev.id
              LIMIT fan_out.max_events) q;
-    made := webhooks.make_deliveries(taken);
+    -- make_deliveries' statement is planned afresh for each array of ids: skip it when empty.
+    made := CASE WHEN cardinality(taken) > 0 THEN webhooks.make_deliveries(taken) ELSE 0 END;
     IF cardinality(taken) = fan_out.max_events THEN
         -- Stopped short: the next round goes on in the same snapshot.
         UPDATE webhooks.fanout_position
@@ -172,8 +181,12 @@ CREATE FUNCTION webhooks.claim_deliveries(
                  event_type text, body text, url text, secret text, rate_limit integer,
                  lease_expires_at timestamptz)
 -- PL/pgSQL rather than SQL: the statement's plan is then cached for the session, where a SQL
--- function would parse and plan it again on every call.
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+-- function would parse and plan it again on every call. And a generic plan, which is the same
+-- plan as a custom one here: left to choose, the plan cache planned the statement afresh on
+-- every claim (about 260 µs each), because the generic plan's estimate for an unknown LIMIT is
+-- higher than a custom plan's.
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks
+SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
     -- Tracked events committed since the last claim get their deliveries first, so that this
     -- claim can already take them.
@@ -317,6 +330,12 @@ BEGIN
            array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome <> 'succeeded')
       INTO outcomes, gone_endpoints, retry_endpoints
       FROM reported;
+
+    -- Below, the rules that disable an endpoint; a batch that only succeeded skips them.
+    IF retry_endpoints IS NULL THEN
+        RETURN QUERY SELECT coalesce(cardinality(outcomes), 0), 0, 0;
+        RETURN;
+    END IF;
 
     -- 410 Gone: the receiver unsubscribes itself.
     FOR failing IN
