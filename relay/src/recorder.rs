@@ -11,6 +11,11 @@ use tokio::sync::mpsc;
 
 /// Most reports written per round trip.
 const BATCH: usize = 1000;
+/// How long a batch waits for more reports once its first has arrived. Each call of
+/// `record_attempts` costs PostgreSQL a fixed few hundred microseconds besides its attempts, so
+/// under load a few milliseconds of waiting make the batches several times larger; at low
+/// traffic it only delays the record (the receiver has the delivery already).
+const LINGER: Duration = Duration::from_millis(10);
 /// Times the server may reject one batch (as opposed to being unreachable) before it is dropped.
 const MAX_REFUSALS: usize = 3;
 
@@ -25,6 +30,14 @@ pub async fn run(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while reports.recv_many(&mut batch, BATCH).await > 0 {
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH {
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(deadline, reports.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let mut attempts: Vec<AttemptReport> = Vec::new();
         let mut releases: Vec<Release> = Vec::new();
         for report in batch.drain(..) {
