@@ -3,7 +3,9 @@
 
 use crate::http::Headers;
 use anyhow::Context;
+use bytes::Bytes;
 use serde::ser::{Serialize, Serializer};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
@@ -18,8 +20,9 @@ pub struct Claimed {
     pub endpoint_id: i64,
     pub attempt_number: i32,
     pub event_type: String,
-    /// Rendered once by the database; these exact bytes are signed and sent.
-    pub body: String,
+    /// Rendered once per event by the database and shared by the event's deliveries; these
+    /// exact bytes are signed and sent.
+    pub body: Bytes,
     pub url: String,
     pub secret: String,
     pub rate_limit: Option<i32>,
@@ -170,21 +173,35 @@ impl Database {
             )
             .await
             .context("claiming deliveries")?;
-        Ok(rows
-            .into_iter()
-            .map(|row| Claimed {
-                delivery_id: row.get("delivery_id"),
-                event_id: row.get("event_id"),
-                endpoint_id: row.get("endpoint_id"),
-                attempt_number: row.get("attempt_number"),
-                event_type: row.get("event_type"),
-                body: row.get("body"),
-                url: row.get("url"),
-                secret: row.get("secret"),
-                rate_limit: row.get("rate_limit"),
-                lease_expires_at: row.get("lease_expires_at"),
+        // One row of each event carries its body; the others share it.
+        let bodies: HashMap<i64, Bytes> = rows
+            .iter()
+            .filter_map(|row| {
+                let body: Option<String> = row.get("body");
+                Some((row.get("event_id"), Bytes::from(body?)))
             })
-            .collect())
+            .collect();
+        rows.into_iter()
+            .map(|row| {
+                let event_id: i64 = row.get("event_id");
+                let body = bodies
+                    .get(&event_id)
+                    .cloned()
+                    .with_context(|| format!("the claim returned no body for event {event_id}"))?;
+                Ok(Claimed {
+                    delivery_id: row.get("delivery_id"),
+                    event_id,
+                    endpoint_id: row.get("endpoint_id"),
+                    attempt_number: row.get("attempt_number"),
+                    event_type: row.get("event_type"),
+                    body,
+                    url: row.get("url"),
+                    secret: row.get("secret"),
+                    rate_limit: row.get("rate_limit"),
+                    lease_expires_at: row.get("lease_expires_at"),
+                })
+            })
+            .collect()
     }
 
     /// Log attempts and let the database move their deliveries on (one round trip). The

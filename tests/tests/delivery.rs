@@ -91,6 +91,62 @@ async fn every_header_and_the_signature_check_out_at_the_receiver() {
     .await;
 }
 
+/// A claim renders each event's body once and its deliveries share it: every subscriber gets
+/// the same bytes, signed with its own secret.
+#[tokio::test]
+async fn the_deliveries_of_one_event_carry_the_same_body_each_signed_with_its_endpoints_secret() {
+    let stage = Stage::new().await.unwrap();
+    let mut endpoints = Vec::new();
+    for n in 1..=3 {
+        let path = format!("/shared/{n}");
+        let (_, secret) = stage.endpoint(&path, &["application.*"], "").await.unwrap();
+        endpoints.push((path, secret));
+    }
+    // Logged before the relay starts, so that one claim holds all three deliveries of each.
+    stage.emit_many("application.submitted", 20).await.unwrap();
+    let _relay = stage.relay(&[]).await.unwrap();
+
+    let requests = stage.receiver.wait_for(60, WAIT).await;
+    assert_eq!(requests.len(), 60);
+    let mut bodies = std::collections::HashMap::new();
+    for request in &requests {
+        let (_, secret) = endpoints
+            .iter()
+            .find(|(path, _)| *path == request.path)
+            .unwrap();
+        assert!(signature_is_valid(secret, request), "{}", request.path);
+        let event_id = request.header("x-webhook-id").unwrap().to_owned();
+        bodies
+            .entry(event_id)
+            .or_insert_with(Vec::new)
+            .push((request.path.clone(), request.body.clone()));
+    }
+    assert_eq!(bodies.len(), 20);
+    let logged: serde_json::Value = serde_json::from_str(
+        &stage
+            .scalar::<String>("SELECT jsonb_object_agg(id::text, data)::text FROM webhooks.events")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for (event_id, received) in bodies {
+        let mut paths: Vec<&str> = received.iter().map(|(path, _)| path.as_str()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            ["/shared/1", "/shared/2", "/shared/3"],
+            "event {event_id}"
+        );
+        assert!(
+            received.iter().all(|(_, body)| *body == received[0].1),
+            "event {event_id}: the three bodies differ"
+        );
+        let body = serde_json::from_slice::<serde_json::Value>(&received[0].1).unwrap();
+        assert_eq!(body["event"], "application.submitted");
+        assert_eq!(body["data"], logged[&event_id], "event {event_id}");
+    }
+}
+
 #[tokio::test]
 async fn a_500_then_a_200_is_retried_after_a_minute_and_ends_succeeded() {
     let stage = Stage::new().await.unwrap();
