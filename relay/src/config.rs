@@ -44,7 +44,8 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_RELAY_ID")]
     pub relay_id: Option<String>,
 
-    /// Most deliveries in flight at once, over all endpoints.
+    /// Most requests on the wire at once, over all endpoints. The relay holds up to this plus
+    /// --batch-size deliveries: those on the wire and a batch claimed ahead.
     #[arg(long, env = "WEBHOOK_RELAY_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub concurrency: u32,
 
@@ -52,8 +53,8 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_RELAY_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
 
-    /// Most requests in flight to any one endpoint, so that a slow receiver does not get the
-    /// whole batch at once.
+    /// Most deliveries this relay holds for any one endpoint (on the wire or waiting for a
+    /// request slot), so that a slow receiver does not get the whole batch at once.
     #[arg(long, env = "WEBHOOK_RELAY_PER_ENDPOINT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_in_flight_per_endpoint: u32,
 

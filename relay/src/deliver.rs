@@ -1,5 +1,6 @@
 //! The executor: one claimed delivery becomes one signed POST (or, if it cannot be sent in
-//! time, a release back to the queue), reported to the recorder either way.
+//! time, a release back to the queue), reported to the recorder either way. A delivery waits
+//! for its endpoint's rate limit, then for one of `--concurrency` request slots.
 
 use crate::db::{AttemptReport, Claimed, Release};
 use crate::http::{Headers, HttpClient};
@@ -8,6 +9,7 @@ use crate::shutdown::Shutdown;
 use crate::sign;
 use std::time::{Duration, Instant, SystemTime};
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 
 /// What became of a claimed delivery.
 #[derive(Debug)]
@@ -20,6 +22,9 @@ pub enum Report {
 pub struct Executor {
     pub http: HttpClient,
     pub user_agent: String,
+    /// Requests on the wire at once (`--concurrency`). The relay holds more deliveries than
+    /// this, claimed ahead in large batches, and they wait here for a slot.
+    pub requests: Semaphore,
 }
 
 /// Time kept in hand between the end of a request and the end of its lease.
@@ -27,24 +32,47 @@ const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 impl Executor {
     pub async fn deliver(&self, job: Claimed, gate: Held, mut shutdown: Shutdown) -> Report {
-        // A rate-limited delivery waits here, uncounted; it goes back to the queue rather than
-        // outlive its lease (another relay could then send it too) or delay shutdown.
+        // A rate-limited delivery waits here, uncounted and holding no request slot.
         if let Some(limiter) = &gate.limiter {
-            let lease_left = job
-                .lease_expires_at
-                .duration_since(SystemTime::now())
-                .unwrap_or_default();
-            let budget = lease_left.saturating_sub(self.http.timeout() + LEASE_MARGIN);
-            tokio::select! {
-                _ = limiter.until_ready() => {}
-                _ = tokio::time::sleep(budget) => return release(&job, Duration::from_secs(1)),
-                _ = shutdown.requested() => return release(&job, Duration::ZERO),
+            let waited = self
+                .within_lease(&job, &mut shutdown, limiter.until_ready())
+                .await;
+            if let Err(release_after) = waited {
+                return release(&job, release_after.unwrap_or(Duration::from_secs(1)));
             }
         }
+        let slot = self
+            .within_lease(&job, &mut shutdown, self.requests.acquire())
+            .await;
+        let _slot = match slot {
+            Ok(slot) => slot.expect("the request semaphore is never closed"),
+            Err(release_after) => return release(&job, release_after.unwrap_or_default()),
+        };
         if shutdown.is_requested() {
             return release(&job, Duration::ZERO);
         }
         Report::Attempted(self.attempt(job).await)
+    }
+
+    /// Wait for `ready` while the lease still covers a whole request afterwards. A delivery
+    /// goes back to the queue rather than outlive its lease (another relay could then send it
+    /// too) or delay shutdown: Err(None) when the lease ran short, Err(Some(0)) at shutdown.
+    async fn within_lease<F: std::future::Future>(
+        &self,
+        job: &Claimed,
+        shutdown: &mut Shutdown,
+        ready: F,
+    ) -> Result<F::Output, Option<Duration>> {
+        let lease_left = job
+            .lease_expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let budget = lease_left.saturating_sub(self.http.timeout() + LEASE_MARGIN);
+        tokio::select! {
+            output = ready => Ok(output),
+            _ = tokio::time::sleep(budget) => Err(None),
+            _ = shutdown.requested() => Err(Some(Duration::ZERO)),
+        }
     }
 
     async fn attempt(&self, job: Claimed) -> AttemptReport {

@@ -1,5 +1,7 @@
 //! The producer: claims due deliveries when woken (notification, poll, or room freed while a
-//! backlog remains) and starts one executor task per delivery, within the concurrency limit.
+//! backlog remains) and starts one executor task per delivery. It holds up to `concurrency +
+//! batch_size` deliveries: the requests on the wire (the executor's slots) and a batch claimed
+//! ahead, so that claims stay large however few requests are in flight.
 
 use crate::db::Database;
 use crate::deliver::{Executor, Report};
@@ -196,13 +198,14 @@ impl Dispatcher {
     }
 
     fn room(&self, in_flight: &InFlight) -> usize {
-        (self.concurrency as usize).saturating_sub(in_flight.tasks.len())
+        (self.concurrency as usize + self.batch_size as usize).saturating_sub(in_flight.tasks.len())
     }
 
     /// Claims smaller than this wait for more room, so that a busy relay makes few, large
-    /// round trips instead of one per finished delivery.
+    /// round trips instead of one per finished delivery. Half a batch: the other half, still
+    /// waiting for request slots, keeps them busy while the claim is under way.
     fn worthwhile_claim(&self) -> usize {
-        (self.concurrency.min(self.batch_size) as usize / 4).max(1)
+        (self.batch_size as usize / 2).max(1)
     }
 
     /// Shutdown: tasks that have not started sending hand their delivery back at once; those on

@@ -105,6 +105,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         executor: Arc::new(deliver::Executor {
             http,
             user_agent: config.user_agent.clone(),
+            requests: tokio::sync::Semaphore::new(config.concurrency as usize),
         }),
         limits: limits::EndpointLimits::default(),
         state: state.clone(),

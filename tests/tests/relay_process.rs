@@ -252,3 +252,42 @@ fn a_lease_that_could_expire_mid_request_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--lease"), "{stderr}");
 }
+
+/// `--concurrency` caps the requests on the wire, not the deliveries claimed: the relay claims
+/// up to a batch ahead, and what it has claimed waits for a request slot.
+#[tokio::test]
+async fn concurrency_caps_requests_on_the_wire_while_a_batch_is_claimed_ahead() {
+    let stage = Stage::new().await.unwrap();
+    stage.endpoint("/capped", &["offer.*"], "").await.unwrap();
+    let reply_delay = Duration::from_millis(400);
+    stage
+        .receiver
+        .answer_by_default(Reply::status(200).with_delay(reply_delay));
+    stage.emit_many("offer.accepted", 12).await.unwrap();
+    let _relay = stage
+        .relay(&["--concurrency", "3", "--batch-size", "20"])
+        .await
+        .unwrap();
+
+    // The first three are held by the receiver; no fourth can start before one is answered.
+    stage.receiver.wait_for(3, WAIT).await;
+    let leased: i64 = stage
+        .scalar("SELECT count(*) FROM webhooks.deliveries WHERE leased_by IS NOT NULL")
+        .await
+        .unwrap();
+    assert_eq!(
+        leased, 12,
+        "one claim takes all twelve, beyond the three slots"
+    );
+    assert_eq!(stage.receiver.request_count(), 3);
+
+    // Of any four arrivals, one came after an earlier one was answered.
+    let requests = stage.receiver.wait_for(12, WAIT).await;
+    for four in requests.windows(4) {
+        let span = four[3].at.duration_since(four[0].at);
+        assert!(
+            span >= reply_delay,
+            "four requests on the wire within {span:?}"
+        );
+    }
+}
