@@ -34,19 +34,19 @@ impl Executor {
     pub async fn deliver(&self, job: Claimed, gate: Held, mut shutdown: Shutdown) -> Report {
         // A rate-limited delivery waits here, uncounted and holding no request slot.
         if let Some(limiter) = &gate.limiter {
-            let waited = self
-                .within_lease(&job, &mut shutdown, limiter.until_ready())
-                .await;
-            if let Err(release_after) = waited {
-                return release(&job, release_after.unwrap_or(Duration::from_secs(1)));
+            let ready = limiter.until_ready();
+            let waited = self.within_lease(&job, &mut shutdown, ready, Duration::from_secs(1));
+            if let Err(handed_back) = waited.await {
+                return handed_back;
             }
         }
-        let slot = self
-            .within_lease(&job, &mut shutdown, self.requests.acquire())
-            .await;
-        let _slot = match slot {
+        let slot = self.requests.acquire();
+        let _slot = match self
+            .within_lease(&job, &mut shutdown, slot, Duration::ZERO)
+            .await
+        {
             Ok(slot) => slot.expect("the request semaphore is never closed"),
-            Err(release_after) => return release(&job, release_after.unwrap_or_default()),
+            Err(handed_back) => return handed_back,
         };
         if shutdown.is_requested() {
             return release(&job, Duration::ZERO);
@@ -54,15 +54,16 @@ impl Executor {
         Report::Attempted(self.attempt(job).await)
     }
 
-    /// Wait for `ready` while the lease still covers a whole request afterwards. A delivery
-    /// goes back to the queue rather than outlive its lease (another relay could then send it
-    /// too) or delay shutdown: Err(None) when the lease ran short, Err(Some(0)) at shutdown.
+    /// Wait for `ready` while the lease still covers a whole request afterwards. Otherwise the
+    /// delivery goes back to the queue, due again after `retry_in`, rather than outlive its
+    /// lease (another relay could then send it too); at shutdown it goes back at once.
     async fn within_lease<F: std::future::Future>(
         &self,
         job: &Claimed,
         shutdown: &mut Shutdown,
         ready: F,
-    ) -> Result<F::Output, Option<Duration>> {
+        retry_in: Duration,
+    ) -> Result<F::Output, Report> {
         let lease_left = job
             .lease_expires_at
             .duration_since(SystemTime::now())
@@ -70,8 +71,8 @@ impl Executor {
         let budget = lease_left.saturating_sub(self.http.timeout() + LEASE_MARGIN);
         tokio::select! {
             output = ready => Ok(output),
-            _ = tokio::time::sleep(budget) => Err(None),
-            _ = shutdown.requested() => Err(Some(Duration::ZERO)),
+            _ = tokio::time::sleep(budget) => Err(release(job, retry_in)),
+            _ = shutdown.requested() => Err(release(job, Duration::ZERO)),
         }
     }
 

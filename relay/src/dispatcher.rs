@@ -42,7 +42,8 @@ struct Round {
     backlog: bool,
 }
 
-/// Deliveries in flight, by task, so that whatever is cut off at shutdown can be handed back.
+/// Deliveries this relay holds (on the wire, or waiting for their rate limit or a request
+/// slot), by task, so that whatever is cut off at shutdown can be handed back.
 struct InFlight {
     tasks: JoinSet<()>,
     deliveries: HashMap<tokio::task::Id, i64>,
