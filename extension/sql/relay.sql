@@ -335,34 +335,31 @@ BEGIN
       INTO outcomes, gone_endpoints, retry_endpoints
       FROM reported;
 
-    -- Below, the rules that disable an endpoint; a batch that only succeeded skips them.
-    IF retry_endpoints IS NULL THEN
-        RETURN QUERY SELECT coalesce(cardinality(outcomes), 0), 0, 0;
-        RETURN;
+    -- The rules that disable an endpoint; a batch that only succeeded has nothing to check.
+    IF retry_endpoints IS NOT NULL THEN
+        -- 410 Gone: the receiver unsubscribes itself.
+        FOR failing IN
+            SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
+        LOOP
+            PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
+        END LOOP;
+
+        -- Too many failed attempts within the endpoint's window, counted since the last resume.
+        FOR failing IN
+            SELECT e.id, e.failure_threshold, e.failure_window, f.failed
+              FROM webhooks.endpoints e
+              CROSS JOIN LATERAL (
+                  SELECT count(*) AS failed FROM webhooks.attempts a
+                   WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
+                     AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) f
+             WHERE e.id = ANY (retry_endpoints) AND e.status = 'active'
+               AND f.failed >= e.failure_threshold
+        LOOP
+            PERFORM webhooks.disable_endpoint(failing.id,
+                format('%s failed delivery attempts within %s (threshold %s)',
+                       failing.failed, failing.failure_window, failing.failure_threshold));
+        END LOOP;
     END IF;
-
-    -- 410 Gone: the receiver unsubscribes itself.
-    FOR failing IN
-        SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
-    LOOP
-        PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
-    END LOOP;
-
-    -- Too many failed attempts within the endpoint's window, counted since the last resume.
-    FOR failing IN
-        SELECT e.id, e.failure_threshold, e.failure_window, f.failed
-          FROM webhooks.endpoints e
-          CROSS JOIN LATERAL (
-              SELECT count(*) AS failed FROM webhooks.attempts a
-               WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
-                 AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) f
-         WHERE e.id = ANY (retry_endpoints) AND e.status = 'active'
-           AND f.failed >= e.failure_threshold
-    LOOP
-        PERFORM webhooks.disable_endpoint(failing.id,
-            format('%s failed delivery attempts within %s (threshold %s)',
-                   failing.failed, failing.failure_window, failing.failure_threshold));
-    END LOOP;
 
     RETURN QUERY
     SELECT count(*) FILTER (WHERE o = 'succeeded')::integer,
