@@ -5,14 +5,13 @@
 
 use crate::db::Database;
 use crate::deliver::{Executor, Report};
+use crate::in_flight::{InFlight, Pace};
 use crate::limits::EndpointLimits;
 use crate::shutdown::Shutdown;
 use crate::state::RelayState;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinSet;
 
 pub struct Dispatcher {
     pub db: Arc<Database>,
@@ -42,37 +41,12 @@ struct Round {
     backlog: bool,
 }
 
-/// Deliveries this relay holds (on the wire, or waiting for their rate limit or a request
-/// slot), by task, so that whatever is cut off at shutdown can be handed back.
-struct InFlight {
-    tasks: JoinSet<()>,
-    deliveries: HashMap<tokio::task::Id, i64>,
-}
-
-impl InFlight {
-    fn forget(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
-        let id = match done {
-            Ok((id, ())) => id,
-            Err(e) => {
-                if e.is_panic() {
-                    tracing::error!(error = %e, "a delivery task panicked; its lease will bring the delivery back");
-                }
-                e.id()
-            }
-        };
-        self.deliveries.remove(&id);
-    }
-}
-
 impl Dispatcher {
     /// The dispatch loop. While there is traffic the relay is awake and polls every
     /// `awake_poll_interval`; after `stay_awake` without work it registers as asleep, so that
     /// emitters start to NOTIFY, and waits for a notification or the backstop poll.
     pub async fn run(self, wake: Arc<Notify>, mut shutdown: Shutdown) {
-        let mut in_flight = InFlight {
-            tasks: JoinSet::new(),
-            deliveries: HashMap::new(),
-        };
+        let mut in_flight = InFlight::new(self.state.clone());
         let mut retry_delay = Duration::from_millis(100);
         let mut last_work = Instant::now();
         let mut asleep = false;
@@ -121,22 +95,9 @@ impl Dispatcher {
             } else {
                 self.awake_poll_interval
             };
-            // Wait for a reason to claim again. A finished task is one only while a backlog
-            // remains and enough room has opened up to make a claim worthwhile.
-            loop {
-                tokio::select! {
-                    _ = wake.notified() => break,
-                    _ = tokio::time::sleep(pause) => break,
-                    _ = shutdown.requested() => break,
-                    Some(done) = in_flight.tasks.join_next_with_id() => {
-                        in_flight.forget(done);
-                        self.state.set_in_flight(in_flight.tasks.len());
-                        if round.backlog && self.room(&in_flight) >= self.worthwhile_claim() {
-                            break;
-                        }
-                    }
-                }
-            }
+            in_flight
+                .wait_to_claim(self.pace(), round.backlog, pause, &wake, &mut shutdown)
+                .await;
             if asleep {
                 self.state.count_wakeup();
             }
@@ -157,7 +118,7 @@ impl Dispatcher {
     ) -> anyhow::Result<Round> {
         let mut claimed_total = 0;
         loop {
-            let room = self.room(in_flight).min(self.batch_size as usize);
+            let room = in_flight.room(self.pace()).min(self.batch_size as usize);
             if room == 0 {
                 return Ok(Round {
                     claimed: claimed_total,
@@ -181,14 +142,12 @@ impl Dispatcher {
                 let executor = self.executor.clone();
                 let reports = self.reports.clone();
                 let shutdown = shutdown.clone();
-                let handle = in_flight.tasks.spawn(async move {
+                in_flight.spawn(delivery_id, async move {
                     let report = executor.deliver(job, gate, shutdown).await;
                     // The recorder outlives every task, so the send cannot fail.
                     let _ = reports.send(report).await;
                 });
-                in_flight.deliveries.insert(handle.id(), delivery_id);
             }
-            self.state.set_in_flight(in_flight.tasks.len());
             if !full {
                 return Ok(Round {
                     claimed: claimed_total,
@@ -198,15 +157,13 @@ impl Dispatcher {
         }
     }
 
-    fn room(&self, in_flight: &InFlight) -> usize {
-        (self.concurrency as usize + self.batch_size as usize).saturating_sub(in_flight.tasks.len())
-    }
-
-    /// Claims smaller than this wait for more room, so that a busy relay makes few, large
-    /// round trips instead of one per finished delivery. Half a batch: the other half, still
-    /// waiting for request slots, keeps them busy while the claim is under way.
-    fn worthwhile_claim(&self) -> usize {
-        (self.batch_size as usize / 2).max(1)
+    fn pace(&self) -> Pace {
+        Pace {
+            capacity: self.concurrency as usize + self.batch_size as usize,
+            // Half a batch: the other half, still waiting for request slots, keeps them busy
+            // while the claim is under way.
+            worthwhile: (self.batch_size as usize / 2).max(1),
+        }
     }
 
     /// Shutdown: tasks that have not started sending hand their delivery back at once; those on
@@ -223,9 +180,8 @@ impl Dispatcher {
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                done = in_flight.tasks.join_next_with_id() => match done {
-                    Some(done) => in_flight.forget(done),
-                    None => break,
+                done = in_flight.next_done() => if done.is_none() {
+                    break;
                 },
                 _ = &mut deadline => {
                     in_flight.tasks.abort_all();

@@ -10,6 +10,7 @@ mod dispatcher;
 mod guard;
 mod health;
 mod http;
+mod in_flight;
 mod limits;
 mod recorder;
 mod shutdown;

@@ -12,6 +12,15 @@ impl Shutdown {
         *self.0.borrow()
     }
 
+    /// A handle that never fires, for tests.
+    #[cfg(test)]
+    pub fn never() -> Shutdown {
+        let (tx, rx) = watch::channel(false);
+        // A dropped sender would read as "requested": keep it for the life of the test.
+        std::mem::forget(tx);
+        Shutdown(rx)
+    }
+
     /// Wait until shutdown is requested (returns at once if it already was).
     pub async fn requested(&mut self) {
         let _ = self.0.wait_for(|stop| *stop).await;
