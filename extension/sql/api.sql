@@ -74,8 +74,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
 DECLARE
     locked webhooks.endpoints;
 BEGIN
-    -- NO KEY UPDATE: admin changes queue behind each other, but not behind record_attempts'
-    -- KEY SHARE locks, so two relays disabling one endpoint at once cannot deadlock.
+    -- NO KEY UPDATE: admin changes queue behind each other, but not behind anything that
+    -- only reads the endpoint's key.
     SELECT * INTO locked FROM webhooks.endpoints e WHERE e.id = lock_endpoint.endpoint_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
@@ -423,12 +423,12 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
 DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
 BEGIN
-    -- Attempts and deliveries go with the endpoint, subscriptions by ON DELETE CASCADE; the
-    -- log stays. The FOR UPDATE lock waits out record_attempts batches in progress (they hold
-    -- KEY SHARE on their endpoints) and keeps new ones from adding attempts meanwhile.
-    PERFORM FROM webhooks.endpoints e WHERE e.id = ep.id FOR UPDATE;
-    DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
+    -- Deliveries and attempts go with the endpoint, subscriptions by ON DELETE CASCADE; the
+    -- log stays. Deliveries first: deleting them waits out record_attempts batches that hold
+    -- their rows, and a batch that comes later finds them gone and logs nothing; the attempts'
+    -- statement, which starts after, then sees every attempt that was recorded.
     DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
+    DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;
     PERFORM webhooks.record_history(ep.id, 'deleted',
         jsonb_build_object('name', ep.name, 'url', ep.url));

@@ -287,33 +287,19 @@ BEGIN
                   HINT = 'Only headers, response status, body, error, retry-after and permanent may be NULL.';
     END IF;
 
-    -- Hold off delete_endpoint (which locks the endpoint row FOR UPDATE) until this batch is
-    -- recorded, so that no attempt outlives its endpoint; a delete that won the race has
-    -- already removed the deliveries, and their attempts are dropped below.
-    PERFORM FROM webhooks.endpoints e
-     WHERE e.id IN (SELECT d.endpoint_id FROM webhooks.deliveries d WHERE d.id = ANY (delivery_ids))
-       FOR KEY SHARE OF e;
-
     WITH reported AS (
-        SELECT r.*, d.endpoint_id,
-               webhooks.attempt_outcome(r.response_status, r.permanent, r.attempt_number) AS outcome
+        SELECT r.*, webhooks.attempt_outcome(r.response_status, r.permanent, r.attempt_number) AS outcome
           FROM unnest(delivery_ids, attempt_numbers, started_ats, durations_ms, headers,
                       response_statuses, response_bodies, errors, retry_afters_seconds, permanents)
                AS r(delivery_id, attempt_number, started_at, duration_ms, request_headers,
                     response_status, response_body, error, retry_after_seconds, permanent)
-          -- A delivery deleted with its endpoint meanwhile has nothing left to record into.
-          JOIN webhooks.deliveries d ON d.id = r.delivery_id
-    ), logged AS (
-        INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at,
-                                       duration_ms, request_headers, response_status,
-                                       response_body, error, outcome, relay_id)
-        SELECT delivery_id, endpoint_id, attempt_number, started_at, duration_ms,
-               coalesce(request_headers, '{}'), response_status, response_body, error, outcome,
-               record_attempts.relay_id
-          FROM reported
     ), moved AS (
-        -- A retry waits out the schedule, or longer if the receiver's Retry-After asked for
-        -- more (capped at a day, so that a silly header cannot park a delivery for ever).
+        -- Each delivery row is found once, here; the attempts take their endpoint from it.
+        -- The row lock this update takes is also what holds off delete_endpoint, which
+        -- deletes an endpoint's deliveries before its attempts: no attempt outlives its
+        -- endpoint. A retry waits out the schedule, or longer if the receiver's Retry-After
+        -- asked for more (capped at a day, so that a silly header cannot park a delivery for
+        -- ever).
         UPDATE webhooks.deliveries d
            SET status = CASE r.outcome WHEN 'retry' THEN 'pending' ELSE r.outcome END,
                attempts = greatest(d.attempts, r.attempt_number),
@@ -328,12 +314,34 @@ BEGIN
                finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
           FROM reported r
          WHERE d.id = r.delivery_id AND d.status = 'pending'
+        RETURNING d.id, d.endpoint_id
+    ), finished_before AS (
+        -- An attempt at a delivery that was no longer pending (its lease ran out and another
+        -- relay finished it meanwhile) is logged too, under the same kind of lock. A delivery
+        -- deleted with its endpoint meanwhile has nothing left to record into.
+        SELECT d.id, d.endpoint_id
+          FROM webhooks.deliveries d
+         WHERE d.id IN (SELECT r.delivery_id FROM reported r
+                         WHERE r.delivery_id NOT IN (SELECT m.id FROM moved m))
+           FOR KEY SHARE OF d
+    ), attempted AS (
+        SELECT r.*, m.endpoint_id FROM reported r JOIN moved m ON m.id = r.delivery_id
+        UNION ALL
+        SELECT r.*, f.endpoint_id FROM reported r JOIN finished_before f ON f.id = r.delivery_id
+    ), logged AS (
+        INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at,
+                                       duration_ms, request_headers, response_status,
+                                       response_body, error, outcome, relay_id)
+        SELECT delivery_id, endpoint_id, attempt_number, started_at, duration_ms,
+               coalesce(request_headers, '{}'), response_status, response_body, error, outcome,
+               record_attempts.relay_id
+          FROM attempted
     )
     SELECT array_agg(outcome),
            array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),
            array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome <> 'succeeded')
       INTO outcomes, gone_endpoints, retry_endpoints
-      FROM reported;
+      FROM attempted;
 
     -- The rules that disable an endpoint; a batch that only succeeded has nothing to check.
     IF retry_endpoints IS NOT NULL THEN

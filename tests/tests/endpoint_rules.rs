@@ -269,20 +269,31 @@ async fn a_rate_limited_endpoint_never_exceeds_its_rate_and_does_not_hold_up_oth
     assert_eq!(all, 15);
 }
 
-/// record_attempts holds KEY SHARE on the endpoints of its batch. Disabling (as two relays may
-/// do at once) must not wait for that, or two recorders could deadlock; deleting must wait, so
-/// that no attempt outlives its endpoint.
+/// A recorder's batch holds its delivery rows until it commits. Disabling the endpoint (as two
+/// relays may do at once) must not wait for that, or two recorders could deadlock; deleting it
+/// must, and then take the batch's attempts with it, so that no attempt outlives its endpoint.
 #[tokio::test]
-async fn a_recorders_endpoint_lock_lets_disable_through_and_holds_delete_back() {
+async fn a_recorders_batch_lets_disable_through_and_holds_delete_back() {
     let stage = Stage::new().await.unwrap();
     let (endpoint, _) = stage.endpoint("/locks", &["offer.*"], "").await.unwrap();
-    let recorder = stage.cluster.connect("app").await.unwrap();
-    recorder
-        .batch_execute(&format!(
-            "BEGIN; SELECT FROM webhooks.endpoints WHERE id = {endpoint} FOR KEY SHARE"
-        ))
+    stage
+        .emit("offer.accepted", json!({"id": 1}))
         .await
         .unwrap();
+    let recorder = stage.cluster.connect("app").await.unwrap();
+    recorder.batch_execute("BEGIN").await.unwrap();
+    let succeeded: i32 = recorder
+        .query_one(
+            "SELECT (webhooks.record_attempts('test', jsonb_agg(jsonb_build_object(
+                        'delivery_id', c.delivery_id, 'attempt_number', c.attempt_number,
+                        'started_at', now(), 'duration_ms', 5, 'response_status', 200)))).succeeded
+               FROM webhooks.claim_deliveries('test', 10, interval '1 minute') c",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(succeeded, 1);
     let admin = stage.cluster.connect("app").await.unwrap();
     admin
         .batch_execute("SET lock_timeout = '2s'")
@@ -306,9 +317,23 @@ async fn a_recorders_endpoint_lock_lets_disable_through_and_holds_delete_back() 
         "unexpected error: {blocked:?}"
     );
 
+    // A delete that is already waiting when the batch commits must take its attempt too.
+    admin.batch_execute("RESET lock_timeout").await.unwrap();
+    let deleting = tokio::spawn(async move {
+        admin
+            .execute("SELECT webhooks.delete_endpoint($1)", &[&endpoint])
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!deleting.is_finished(), "delete waits for the recorder");
     recorder.batch_execute("COMMIT").await.unwrap();
-    admin
-        .execute("SELECT webhooks.delete_endpoint($1)", &[&endpoint])
+    deleting.await.unwrap().unwrap();
+    let left: i64 = stage
+        .scalar(&format!(
+            "SELECT (SELECT count(*) FROM webhooks.attempts WHERE endpoint_id = {endpoint})
+                  + (SELECT count(*) FROM webhooks.deliveries WHERE endpoint_id = {endpoint})"
+        ))
         .await
         .unwrap();
+    assert_eq!(left, 0, "attempts and deliveries go with the endpoint");
 }

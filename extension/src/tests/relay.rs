@@ -75,3 +75,36 @@ fn record_attempts_refuses_ragged_arrays_missing_fields_and_non_arrays() {
     assert_eq!(count("webhooks.attempts"), 0);
     assert_eq!(count("webhooks.deliveries WHERE status = 'pending' AND attempts = 0"), 2);
 }
+
+#[pg_test]
+fn a_late_attempt_is_logged_without_changing_a_finished_delivery_and_a_deleted_one_logs_nothing() {
+    // A relay whose lease ran out reports after another relay finished the delivery: the
+    // attempt happened, so it is logged, but the delivery keeps its outcome. A delivery deleted
+    // with its endpoint meanwhile has nothing to record into.
+    let (finished, deleted) = two_deliveries();
+    let report = |id: i64, status: i32| {
+        one::<String>(&format!(
+            r#"SELECT concat_ws(',', succeeded, retried, failed) FROM webhooks.record_attempts('r', '[{{
+                "delivery_id": {id}, "attempt_number": 1, "started_at": "2026-11-30T10:00:00Z",
+                "duration_ms": 4, "response_status": {status}}}]')"#
+        ))
+    };
+    assert_eq!(report(finished, 200), "1,0,0");
+    let second_endpoint: i64 = one(&format!("SELECT endpoint_id FROM webhooks.deliveries WHERE id = {deleted}"));
+    run(&format!("SELECT webhooks.delete_endpoint({second_endpoint})"));
+
+    assert_eq!(report(finished, 500), "0,1,0", "the late attempt counts as reported");
+    assert_eq!(report(deleted, 200), "0,0,0", "nothing to record into");
+    assert_eq!(
+        one::<String>(&format!(
+            "SELECT string_agg(concat_ws(' ', response_status, outcome, endpoint_id = (SELECT endpoint_id FROM webhooks.deliveries WHERE id = {finished})), ' | ' ORDER BY id)
+               FROM webhooks.attempts"
+        )),
+        "200 succeeded t | 500 retry t"
+    );
+    assert_eq!(
+        count(&format!("webhooks.deliveries WHERE id = {finished} AND status = 'succeeded' AND last_response_status = 200")),
+        1,
+        "the delivery keeps its outcome"
+    );
+}
