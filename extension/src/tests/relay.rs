@@ -108,3 +108,32 @@ fn a_late_attempt_is_logged_without_changing_a_finished_delivery_and_a_deleted_o
         "the delivery keeps its outcome"
     );
 }
+
+#[pg_test]
+fn claims_and_records_planned_on_an_empty_queue_still_use_indexes_once_a_backlog_arrives() {
+    // A relay's connection caches the plans of its first claim and record, often made while
+    // the queue is empty; planned for tables that small, they would scan the tables whole on
+    // every call once a backlog had come in.
+    let (first, second) = two_deliveries();
+    let claim_and_record = |max: i32| {
+        one::<String>(&format!(
+            "SELECT concat_ws(',', r.succeeded, r.retried, r.failed)
+               FROM (SELECT jsonb_agg(jsonb_build_object(
+                                'delivery_id', c.delivery_id, 'attempt_number', c.attempt_number,
+                                'started_at', now(), 'duration_ms', 1, 'response_status', 200)) AS batch
+                       FROM webhooks.claim_deliveries('r', {max}, interval '1 minute', {max}) c) b
+              CROSS JOIN LATERAL webhooks.record_attempts('r', coalesce(b.batch, '[]')) r"
+        ))
+    };
+    assert_eq!(claim_and_record(10), "2,0,0", "deliveries {first} and {second}");
+    run("SELECT count(webhooks.emit('offer.accepted', jsonb_build_object('id', g))) FROM generate_series(1, 3000) g");
+    let scans = || {
+        one::<String>(
+            "SELECT string_agg(relname || ' ' || seq_scan, ', ' ORDER BY relname) FROM pg_stat_xact_user_tables
+              WHERE schemaname = 'webhooks' AND relname IN ('deliveries', 'events', 'attempts')",
+        )
+    };
+    let before = scans();
+    assert_eq!(claim_and_record(500), "500,0,0");
+    assert_eq!(scans(), before, "a claim or record scanned a whole table");
+}
