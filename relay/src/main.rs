@@ -85,7 +85,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         state.clone(),
         shutdown.clone(),
     ));
-    let (reports, received) = mpsc::channel(4 * config.concurrency as usize);
+    // Room for a report from every delivery the relay can hold, so that a finished delivery
+    // never waits for the recorder (and keeps its place from the next claim) while a batch is
+    // being written.
+    let (reports, received) =
+        mpsc::channel(config.concurrency as usize + config.batch_size as usize);
     // The recorder has a connection of its own: PostgreSQL runs one connection's statements
     // one after another, and a claim must not queue behind a batch of records.
     let recorder_db = Arc::new(db::Database::new(
