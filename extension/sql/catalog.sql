@@ -231,7 +231,9 @@ CREATE TABLE webhooks.attempts (
     attempt_number   integer NOT NULL,
     started_at       timestamptz NOT NULL,
     duration_ms      double precision NOT NULL,
-    request_headers  jsonb NOT NULL,
+    -- json, not jsonb: the headers as sent, in the order sent, and PostgreSQL only checks the
+    -- text instead of building a binary tree for every attempt it records.
+    request_headers  json NOT NULL,
     response_status  integer,
     response_body    text,
     error            text,

@@ -49,7 +49,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]),
     webhooks.fan_out(integer),
     webhooks.record_attempts(text, jsonb),
-    webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], jsonb[], integer[], text[], text[], double precision[], boolean[]),
+    webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]),
     webhooks.queue_stats(),
     webhooks.release_deliveries(text, bigint[], double precision[]),
     webhooks.set_relay_asleep(text, boolean),
@@ -95,7 +95,7 @@ COMMENT ON FUNCTION webhooks.restore_setting() IS 'Trigger: a restored settings 
 COMMENT ON FUNCTION webhooks.restore_fanout_position() IS 'Trigger: a restored fan-out position replaces the fresh one and is marked restored, so that fan_out waits for resume_after_restore.';
 COMMENT ON FUNCTION webhooks.fan_out(integer) IS 'Make the deliveries of up to max_events committed tracked events (webhooks.events_awaiting_fan_out); every claim runs it first. Returns the number of deliveries made.';
 COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
-COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], jsonb[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
+COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
 COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures. Returns the count of each outcome.';
 COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, and tracked events awaiting fan-out (the relay''s /metrics).';
 COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give leased deliveries back unattempted, due again after delay_ms.';

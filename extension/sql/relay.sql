@@ -263,7 +263,7 @@ CREATE FUNCTION webhooks.record_attempts(
     attempt_numbers     integer[],
     started_ats         timestamptz[],
     durations_ms        double precision[],
-    headers             jsonb[],
+    headers             json[],
     response_statuses   integer[],
     response_bodies     text[],
     errors              text[],
@@ -349,7 +349,7 @@ BEGIN
                                        duration_ms, request_headers, response_status,
                                        response_body, error, outcome, relay_id)
         SELECT delivery_id, endpoint_id, attempt_number, started_at, duration_ms,
-               coalesce(request_headers, '{}'), response_status, response_body, error, outcome,
+               coalesce(request_headers, '{}'::json), response_status, response_body, error, outcome,
                record_attempts.relay_id
           FROM attempted
     )
@@ -416,7 +416,7 @@ BEGIN
                    array_agg(r.retry_after_seconds) AS retry_afters, array_agg(r.permanent) AS permanents
               FROM jsonb_to_recordset(attempts) AS r(
                        delivery_id bigint, attempt_number integer, started_at timestamptz,
-                       duration_ms double precision, request_headers jsonb, response_status integer,
+                       duration_ms double precision, request_headers json, response_status integer,
                        response_body text, error text, retry_after_seconds double precision,
                        permanent boolean)) a
      CROSS JOIN LATERAL webhooks.record_attempts(record_attempts.relay_id, a.ids, a.numbers, a.starts,

@@ -146,7 +146,7 @@ fn operator_views_count_per_endpoint_and_show_attempts() {
          UPDATE webhooks.deliveries x SET status = CASE d.n WHEN 1 THEN 'succeeded' ELSE 'failed' END, finished_at = now()
            FROM d WHERE x.id = d.id AND d.n <= 2");
     run("INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at, duration_ms, request_headers, response_status, outcome)
-         SELECT id, endpoint_id, 1, now(), 8.25, '{\"X-Webhook-Event\": \"offer.accepted\"}'::jsonb, 200, 'succeeded' FROM webhooks.deliveries WHERE status = 'succeeded'
+         SELECT id, endpoint_id, 1, now(), 8.25, '{\"X-Webhook-Event\": \"offer.accepted\"}'::json, 200, 'succeeded' FROM webhooks.deliveries WHERE status = 'succeeded'
          UNION ALL
          SELECT id, endpoint_id, 1, now(), 10000, '{}', NULL, 'failed' FROM webhooks.deliveries WHERE status = 'failed'");
     assert_eq!(

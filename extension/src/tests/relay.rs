@@ -25,7 +25,7 @@ fn record_attempts_takes_json_or_typed_arrays_and_records_the_same() {
     let arrays = one::<String>(&format!(
         "SELECT concat_ws(',', succeeded, retried, failed) FROM webhooks.record_attempts('r2',
             ARRAY[{retry}], ARRAY[1], ARRAY[timestamptz '2026-11-22T10:00:01Z'], ARRAY[3.0::float8],
-            ARRAY['{{\"X-Webhook-Id\": \"1\"}}'::jsonb], ARRAY[503], ARRAY['busy'], ARRAY[NULL::text],
+            ARRAY['{{\"X-Webhook-Id\": \"1\"}}'::json], ARRAY[503], ARRAY['busy'], ARRAY[NULL::text],
             ARRAY[NULL::float8], ARRAY[false])"
     ));
     assert_eq!(arrays, "0,1,0");
@@ -59,7 +59,7 @@ fn record_attempts_refuses_ragged_arrays_missing_fields_and_non_arrays() {
     assert_eq!(err.sqlstate, "22023");
     let missing = format!(
         "SELECT webhooks.record_attempts('r', ARRAY[{id}], ARRAY[1], ARRAY[NULL::timestamptz], ARRAY[1.0::float8],
-            ARRAY[NULL::jsonb], ARRAY[200], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::boolean])"
+            ARRAY[NULL::json], ARRAY[200], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::boolean])"
     );
     expect_error(&missing, "needs delivery_id, attempt_number, started_at and duration_ms", "may be NULL");
     expect_error(
@@ -136,4 +136,19 @@ fn claims_and_records_planned_on_an_empty_queue_still_use_indexes_once_a_backlog
     let before = scans();
     assert_eq!(claim_and_record(500), "500,0,0");
     assert_eq!(scans(), before, "a claim or record scanned a whole table");
+}
+
+#[pg_test]
+fn request_headers_are_logged_as_sent_in_the_order_sent() {
+    // As the relay sends them: the typed form takes json, which keeps its text.
+    let (delivery, _) = two_deliveries();
+    run(&format!(
+        r#"SELECT webhooks.record_attempts('r', ARRAY[{delivery}], ARRAY[1], ARRAY[now()], ARRAY[2.0::float8],
+            ARRAY['{{"User-Agent": "Kit-Webhooks/1.0", "X-Webhook-Id": "7", "Content-Type": "application/json"}}'::json],
+            ARRAY[200], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[NULL::boolean])"#
+    ));
+    assert_eq!(
+        one::<String>("SELECT request_headers::text FROM webhooks.attempts"),
+        r#"{"User-Agent": "Kit-Webhooks/1.0", "X-Webhook-Id": "7", "Content-Type": "application/json"}"#
+    );
 }
