@@ -149,6 +149,12 @@ impl Config {
                 self.lease, self.request_timeout
             ));
         }
+        if hyper::header::HeaderValue::from_str(&self.user_agent).is_err() {
+            return Err(format!(
+                "--user-agent \"{}\" cannot be sent as a header: use visible ASCII characters",
+                self.user_agent
+            ));
+        }
         if self.request_timeout.is_zero()
             || self.poll_interval.is_zero()
             || self.awake_poll_interval.is_zero()
@@ -189,5 +195,22 @@ mod tests {
         assert!("off".parse::<HealthAddr>().unwrap().0.is_none());
         assert!("127.0.0.1:0".parse::<HealthAddr>().unwrap().0.is_some());
         assert!("nonsense".parse::<HealthAddr>().is_err());
+    }
+
+    #[test]
+    fn a_user_agent_that_cannot_be_a_header_is_refused_at_start() {
+        let config = |agent: &str| {
+            Config::try_parse_from([
+                "webhook-relay",
+                "--database-url",
+                "x",
+                "--user-agent",
+                agent,
+            ])
+            .unwrap()
+        };
+        assert!(config("Kit-Webhooks/1.0").validate().is_ok());
+        let refused = config("bad\nagent").validate().unwrap_err();
+        assert!(refused.contains("--user-agent"), "{refused}");
     }
 }

@@ -1,9 +1,12 @@
 //! The database driver: the three calls the relay makes (claim, record, release), over one
 //! pipelined connection that is re-established on demand after the database goes away.
 
-use crate::http::Headers;
+use crate::http::SentHeaders;
+use crate::sign::SigningKey;
 use anyhow::Context;
 use bytes::Bytes;
+use hyper::header::HeaderValue;
+use hyper::Uri;
 use serde::ser::{Serialize, Serializer};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,14 +22,28 @@ pub struct Claimed {
     pub event_id: i64,
     pub endpoint_id: i64,
     pub attempt_number: i32,
-    pub event_type: String,
-    /// Rendered once per event by the database and shared by the event's deliveries; these
-    /// exact bytes are signed and sent.
-    pub body: Bytes,
-    pub url: String,
-    pub secret: String,
-    pub rate_limit: Option<i32>,
+    pub event: Arc<ClaimedEvent>,
+    pub endpoint: Arc<Target>,
     pub lease_expires_at: SystemTime,
+}
+
+/// An event as a claim returned it, shared by its deliveries in that claim.
+#[derive(Debug)]
+pub struct ClaimedEvent {
+    /// The `X-Webhook-Event` value, or why the event type cannot be one.
+    pub event_type: Result<HeaderValue, String>,
+    /// Rendered once per event by the database; these exact bytes are signed and sent.
+    pub body: Bytes,
+}
+
+/// An endpoint as a claim found it, shared by its deliveries in that claim: its URL parsed and
+/// its signing key set up once, not for every request.
+#[derive(Debug)]
+pub struct Target {
+    /// The parsed URL, or why it cannot be used.
+    pub uri: Result<Uri, String>,
+    pub key: SigningKey,
+    pub rate_limit: Option<i32>,
 }
 
 /// One attempt as `webhooks.record_attempts` takes it.
@@ -36,7 +53,7 @@ pub struct AttemptReport {
     pub attempt_number: i32,
     pub started_at: SystemTime,
     pub duration_ms: f64,
-    pub request_headers: Headers,
+    pub request_headers: SentHeaders,
     pub response_status: Option<u16>,
     pub response_body: Option<String>,
     pub error: Option<String>,
@@ -173,31 +190,49 @@ impl Database {
             )
             .await
             .context("claiming deliveries")?;
-        // One row of each event carries its body; the others share it.
-        let bodies: HashMap<i64, Bytes> = rows
-            .iter()
-            .filter_map(|row| {
-                let body: Option<String> = row.get("body");
-                Some((row.get("event_id"), Bytes::from(body?)))
-            })
-            .collect();
+        // One row of each event carries its body; the others share it. Each endpoint's URL
+        // and key are set up once per claim.
+        let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::new();
+        let mut targets: HashMap<i64, Arc<Target>> = HashMap::new();
+        for row in &rows {
+            if let Some(body) = row.get::<_, Option<String>>("body") {
+                let event_type: String = row.get("event_type");
+                let event_type = HeaderValue::from_maybe_shared(Bytes::from(event_type))
+                    .map_err(|e| format!("could not build the request: X-Webhook-Event: {e}"));
+                events.insert(
+                    row.get("event_id"),
+                    Arc::new(ClaimedEvent {
+                        event_type,
+                        body: Bytes::from(body),
+                    }),
+                );
+            }
+            targets.entry(row.get("endpoint_id")).or_insert_with(|| {
+                let url: &str = row.get("url");
+                Arc::new(Target {
+                    uri: url
+                        .parse()
+                        .map_err(|e| format!("invalid endpoint URL: {e}")),
+                    key: SigningKey::new(row.get("secret")),
+                    rate_limit: row.get("rate_limit"),
+                })
+            });
+        }
         rows.into_iter()
             .map(|row| {
                 let event_id: i64 = row.get("event_id");
-                let body = bodies
+                let endpoint_id: i64 = row.get("endpoint_id");
+                let event = events
                     .get(&event_id)
                     .cloned()
                     .with_context(|| format!("the claim returned no body for event {event_id}"))?;
                 Ok(Claimed {
                     delivery_id: row.get("delivery_id"),
                     event_id,
-                    endpoint_id: row.get("endpoint_id"),
+                    endpoint_id,
                     attempt_number: row.get("attempt_number"),
-                    event_type: row.get("event_type"),
-                    body,
-                    url: row.get("url"),
-                    secret: row.get("secret"),
-                    rate_limit: row.get("rate_limit"),
+                    event,
+                    endpoint: targets[&endpoint_id].clone(),
                     lease_expires_at: row.get("lease_expires_at"),
                 })
             })
@@ -292,13 +327,18 @@ impl Database {
     }
 }
 
-/// Request headers as the JSON object the attempt log stores, written straight from the list
-/// that was sent (no intermediate map).
+/// Request headers as the JSON object the attempt log stores, written straight from what was
+/// sent, in the order sent (no intermediate map).
 #[derive(Debug)]
-struct HeaderObject<'a>(&'a Headers);
+struct HeaderObject<'a>(&'a SentHeaders);
 
 impl Serialize for HeaderObject<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
+        serializer.collect_map(
+            self.0
+                .named()
+                .into_iter()
+                .map(|(name, value)| (name, String::from_utf8_lossy(value.as_bytes()))),
+        )
     }
 }

@@ -137,7 +137,7 @@ impl Dispatcher {
             let full = claimed.len() == room;
             claimed_total += claimed.len();
             for job in claimed {
-                let gate = self.limits.hold(job.endpoint_id, job.rate_limit);
+                let gate = self.limits.hold(job.endpoint_id, job.endpoint.rate_limit);
                 let delivery_id = job.delivery_id;
                 let executor = self.executor.clone();
                 let reports = self.reports.clone();

@@ -5,7 +5,7 @@ use crate::guard::{Blocked, GuardedResolver, NetworkPolicy};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, RETRY_AFTER};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -34,7 +34,7 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    fn failed(error: String, permanent: bool) -> Self {
+    pub fn failed(error: String, permanent: bool) -> Self {
         Exchange {
             error: Some(error),
             permanent,
@@ -43,7 +43,49 @@ impl Exchange {
     }
 }
 
-pub type Headers = Vec<(&'static str, String)>;
+/// The headers of one attempt: sent with its request and logged with it. Values are shared
+/// with the claim where they can be (user agent, event type), so that building a request
+/// copies little.
+#[derive(Debug, Clone)]
+pub struct SentHeaders {
+    pub user_agent: HeaderValue,
+    pub event_type: HeaderValue,
+    pub event_id: HeaderValue,
+    pub timestamp: HeaderValue,
+    pub signature: HeaderValue,
+}
+
+impl SentHeaders {
+    /// (name, value) in the order sent, names written as the seeds write them: that is how the
+    /// attempt log shows them (HTTP header names are case-insensitive on the wire).
+    pub fn named(&self) -> [(&'static str, &HeaderValue); 6] {
+        static JSON: HeaderValue = HeaderValue::from_static("application/json");
+        [
+            ("Content-Type", &JSON),
+            ("User-Agent", &self.user_agent),
+            ("X-Webhook-Event", &self.event_type),
+            ("X-Webhook-Id", &self.event_id),
+            ("X-Webhook-Timestamp", &self.timestamp),
+            ("X-Webhook-Signature", &self.signature),
+        ]
+    }
+
+    fn header_map(&self) -> HeaderMap {
+        const NAMES: [HeaderName; 6] = [
+            CONTENT_TYPE,
+            USER_AGENT,
+            HeaderName::from_static("x-webhook-event"),
+            HeaderName::from_static("x-webhook-id"),
+            HeaderName::from_static("x-webhook-timestamp"),
+            HeaderName::from_static("x-webhook-signature"),
+        ];
+        let mut map = HeaderMap::with_capacity(8);
+        for (name, (_, value)) in NAMES.into_iter().zip(self.named()) {
+            map.insert(name, value.clone());
+        }
+        map
+    }
+}
 
 #[derive(Clone)]
 pub struct HttpClient {
@@ -116,11 +158,7 @@ impl HttpClient {
 
     /// POST `body` with `headers`; never follows a redirect, never fails: every problem is
     /// described in the returned Exchange.
-    pub async fn post(&self, url: &str, headers: &Headers, body: Bytes) -> Exchange {
-        let uri: Uri = match url.parse() {
-            Ok(uri) => uri,
-            Err(e) => return Exchange::failed(format!("invalid endpoint URL: {e}"), true),
-        };
+    pub async fn post(&self, uri: &Uri, headers: &SentHeaders, body: Bytes) -> Exchange {
         // The connector skips its resolver for an address literal: check those here.
         let host = uri.host().unwrap_or_default();
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
@@ -128,14 +166,10 @@ impl HttpClient {
                 return Exchange::failed(blocked.0, true);
             }
         }
-        let mut request = Request::builder().method(Method::POST).uri(uri);
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let request = match request.body(Full::new(body)) {
-            Ok(r) => r,
-            Err(e) => return Exchange::failed(format!("could not build the request: {e}"), true),
-        };
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers.header_map();
         match tokio::time::timeout(self.timeout, self.exchange(request)).await {
             Ok(exchange) => exchange,
             Err(_) => Exchange::failed(

@@ -109,7 +109,8 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         db,
         executor: Arc::new(deliver::Executor {
             http,
-            user_agent: config.user_agent.clone(),
+            user_agent: hyper::header::HeaderValue::from_str(&config.user_agent)
+                .context("--user-agent")?,
             requests: tokio::sync::Semaphore::new(config.concurrency as usize),
         }),
         limits: limits::EndpointLimits::default(),
