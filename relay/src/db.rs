@@ -68,6 +68,34 @@ pub struct Release {
     pub delay: Duration,
 }
 
+/// The columns of `webhooks.claim_deliveries`, read by position: by name, every value of
+/// every row would be found by comparing column names. Checked against the statement's
+/// columns when it is prepared.
+mod claim_column {
+    pub const NAMES: [&str; 10] = [
+        "delivery_id",
+        "event_id",
+        "endpoint_id",
+        "attempt_number",
+        "event_type",
+        "body",
+        "url",
+        "secret",
+        "rate_limit",
+        "lease_expires_at",
+    ];
+    pub const DELIVERY_ID: usize = 0;
+    pub const EVENT_ID: usize = 1;
+    pub const ENDPOINT_ID: usize = 2;
+    pub const ATTEMPT_NUMBER: usize = 3;
+    pub const EVENT_TYPE: usize = 4;
+    pub const BODY: usize = 5;
+    pub const URL: usize = 6;
+    pub const SECRET: usize = 7;
+    pub const RATE_LIMIT: usize = 8;
+    pub const LEASE_EXPIRES_AT: usize = 9;
+}
+
 /// A connection with the relay's statements prepared on it.
 struct Session {
     client: Client,
@@ -146,11 +174,18 @@ impl Database {
                     .with_context(|| format!("preparing {sql} (is pg_webhooks installed, and does this role have webhooks_relay?)"))
             }
         };
+        let claim = prepare(
+            "SELECT * FROM webhooks.claim_deliveries($1, $2, make_interval(secs => $3), $4, $5, $6)",
+        )
+        .await?;
+        let columns: Vec<&str> = claim.columns().iter().map(|c| c.name()).collect();
+        anyhow::ensure!(
+            columns == claim_column::NAMES,
+            "webhooks.claim_deliveries returns {columns:?}, not {:?}: is pg_webhooks the version this relay was built for?",
+            claim_column::NAMES
+        );
         let session = Arc::new(Session {
-            claim: prepare(
-                "SELECT * FROM webhooks.claim_deliveries($1, $2, make_interval(secs => $3), $4, $5, $6)",
-            )
-            .await?,
+            claim,
             record: prepare(
                 "SELECT * FROM webhooks.record_attempts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
@@ -195,45 +230,47 @@ impl Database {
         let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::new();
         let mut targets: HashMap<i64, Arc<Target>> = HashMap::new();
         for row in &rows {
-            if let Some(body) = row.get::<_, Option<String>>("body") {
-                let event_type: String = row.get("event_type");
+            if let Some(body) = row.get::<_, Option<String>>(claim_column::BODY) {
+                let event_type: String = row.get(claim_column::EVENT_TYPE);
                 let event_type = HeaderValue::from_maybe_shared(Bytes::from(event_type))
                     .map_err(|e| format!("could not build the request: X-Webhook-Event: {e}"));
                 events.insert(
-                    row.get("event_id"),
+                    row.get(claim_column::EVENT_ID),
                     Arc::new(ClaimedEvent {
                         event_type,
                         body: Bytes::from(body),
                     }),
                 );
             }
-            targets.entry(row.get("endpoint_id")).or_insert_with(|| {
-                let url: &str = row.get("url");
-                Arc::new(Target {
-                    uri: url
-                        .parse()
-                        .map_err(|e| format!("invalid endpoint URL: {e}")),
-                    key: SigningKey::new(row.get("secret")),
-                    rate_limit: row.get("rate_limit"),
-                })
-            });
+            targets
+                .entry(row.get(claim_column::ENDPOINT_ID))
+                .or_insert_with(|| {
+                    let url: &str = row.get(claim_column::URL);
+                    Arc::new(Target {
+                        uri: url
+                            .parse()
+                            .map_err(|e| format!("invalid endpoint URL: {e}")),
+                        key: SigningKey::new(row.get(claim_column::SECRET)),
+                        rate_limit: row.get(claim_column::RATE_LIMIT),
+                    })
+                });
         }
         rows.into_iter()
             .map(|row| {
-                let event_id: i64 = row.get("event_id");
-                let endpoint_id: i64 = row.get("endpoint_id");
+                let event_id: i64 = row.get(claim_column::EVENT_ID);
+                let endpoint_id: i64 = row.get(claim_column::ENDPOINT_ID);
                 let event = events
                     .get(&event_id)
                     .cloned()
                     .with_context(|| format!("the claim returned no body for event {event_id}"))?;
                 Ok(Claimed {
-                    delivery_id: row.get("delivery_id"),
+                    delivery_id: row.get(claim_column::DELIVERY_ID),
                     event_id,
                     endpoint_id,
-                    attempt_number: row.get("attempt_number"),
+                    attempt_number: row.get(claim_column::ATTEMPT_NUMBER),
                     event,
                     endpoint: targets[&endpoint_id].clone(),
-                    lease_expires_at: row.get("lease_expires_at"),
+                    lease_expires_at: row.get(claim_column::LEASE_EXPIRES_AT),
                 })
             })
             .collect()
@@ -334,11 +371,11 @@ struct HeaderObject<'a>(&'a SentHeaders);
 
 impl Serialize for HeaderObject<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(
-            self.0
-                .named()
-                .into_iter()
-                .map(|(name, value)| (name, String::from_utf8_lossy(value.as_bytes()))),
-        )
+        serializer.collect_map(self.0.named().into_iter().map(
+            |(name, value)| match value.to_str() {
+                Ok(text) => (name, std::borrow::Cow::Borrowed(text)),
+                Err(_) => (name, String::from_utf8_lossy(value.as_bytes())),
+            },
+        ))
     }
 }
