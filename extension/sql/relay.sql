@@ -333,8 +333,9 @@ BEGIN
     ), late AS (
         -- The other attempts: at a delivery that was no longer pending (its lease ran out and
         -- another relay finished it meanwhile), or a second one in the batch. They are logged
-        -- too, under a lock of the same kind. A delivery deleted with its endpoint meanwhile
-        -- has nothing left to record into.
+        -- too, under a KEY SHARE row lock, which delete_endpoint waits for as it does for the
+        -- update's. A delivery deleted with its endpoint meanwhile has nothing left to record
+        -- into.
         SELECT r.*, d.endpoint_id
           FROM reported r
           JOIN webhooks.deliveries d ON d.id = r.delivery_id

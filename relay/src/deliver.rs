@@ -88,7 +88,8 @@ impl Executor {
         let timestamp = sign::timestamp(OffsetDateTime::from(started_at));
         let signature = job.endpoint.key.sign(&timestamp, &job.event.body);
         let header = |text: String| {
-            HeaderValue::from_maybe_shared(Bytes::from(text)).expect("ASCII digits and letters")
+            HeaderValue::from_maybe_shared(Bytes::from(text))
+                .expect("a timestamp or a hex signature is visible ASCII")
         };
         let headers = SentHeaders {
             user_agent: self.user_agent.clone(),
