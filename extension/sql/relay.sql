@@ -218,7 +218,7 @@ BEGIN
               SELECT d.ctid FROM webhooks.deliveries d
                WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()
                  AND (d.leased_until IS NULL OR d.leased_until <= now())
-               ORDER BY d.next_attempt_at
+               ORDER BY d.next_attempt_at, d.id
                LIMIT greatest(least(per_endpoint - coalesce(busy.in_flight, 0),
                                     coalesce(e.rate_limit, per_endpoint)), 0)
                FOR UPDATE OF d SKIP LOCKED) d

@@ -111,11 +111,13 @@ async fn measure_async(options: &Options) -> Result<()> {
         anyhow::Ok(row.get::<_, i64>(0))
     };
     let attempts_before = count_attempts().await?;
+    let walk_before = ClaimWalk::read(&db).await?;
     queue_uncommitted(&db, events).await?;
     let cpu_before = CpuSplit::now(Some(relay.pid()));
     let drained = drain_from_commit(&db, &receiver, events).await?;
     let cpu = CpuSplit::now(Some(relay.pid())).minus(&cpu_before);
     let attempts = count_attempts().await? - attempts_before;
+    let walk = ClaimWalk::read(&db).await?.minus(&walk_before);
     let delivered = events as f64 * 4.0;
     let throughput = delivered / drained.as_secs_f64();
     println!(
@@ -129,6 +131,13 @@ async fn measure_async(options: &Options) -> Result<()> {
         cpu.relay,
         cpu.receiver,
         drained.as_secs_f64() * 2.0
+    );
+
+    println!(
+        "    claims read {:.1} index entries and {:.1} rows per delivery; {:.0}% of leases were HOT updates",
+        walk.index_entries / delivered,
+        walk.rows / delivered,
+        walk.hot_updates * 100.0 / delivered
     );
 
     println!(
@@ -479,6 +488,44 @@ impl CpuSplit {
                 .sum(),
             relay: self.relay - before.relay,
             receiver: self.receiver - before.receiver,
+        }
+    }
+}
+
+/// How much of `deliveries` the claims walked (pg_stat_user_indexes on `deliveries_due`), and
+/// how many updates of `deliveries` were HOT. A drain updates each delivery twice: the lease,
+/// which can be HOT, and the outcome, which cannot (it leaves `deliveries_due`).
+struct ClaimWalk {
+    index_entries: f64,
+    rows: f64,
+    hot_updates: f64,
+}
+
+impl ClaimWalk {
+    async fn read(db: &tokio_postgres::Client) -> Result<ClaimWalk> {
+        // Backends report their counts within a second of going idle.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let row = db
+            .query_one(
+                "SELECT i.idx_tup_read::float8, i.idx_tup_fetch::float8, t.n_tup_hot_upd::float8
+                   FROM pg_stat_user_indexes i
+                   JOIN pg_stat_user_tables t ON t.relid = i.relid
+                  WHERE i.schemaname = 'webhooks' AND i.indexrelname = 'deliveries_due'",
+                &[],
+            )
+            .await?;
+        Ok(ClaimWalk {
+            index_entries: row.get(0),
+            rows: row.get(1),
+            hot_updates: row.get(2),
+        })
+    }
+
+    fn minus(&self, before: &ClaimWalk) -> ClaimWalk {
+        ClaimWalk {
+            index_entries: self.index_entries - before.index_entries,
+            rows: self.rows - before.rows,
+            hot_updates: self.hot_updates - before.hot_updates,
         }
     }
 }

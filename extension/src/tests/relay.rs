@@ -152,3 +152,48 @@ fn request_headers_are_logged_as_sent_in_the_order_sent() {
         r#"{"User-Agent": "Kit-Webhooks/1.0", "X-Webhook-Id": "7", "Content-Type": "application/json"}"#
     );
 }
+
+#[pg_test]
+fn a_claim_leases_its_deliveries_in_place_without_new_index_entries() {
+    // Every lease a HOT update: a lease that cannot stay on its page adds index entries that
+    // every later claim walks past until vacuum. A queued row is 88 bytes, and a lease adds
+    // the relay's id and the expiry; fillfactor 40 leaves room on every page for ids of up to
+    // 38 bytes, such as this Kubernetes pod's name and a pid.
+    endpoint("first", "ARRAY['offer.accepted']");
+    run("SELECT count(webhooks.emit('offer.accepted', jsonb_build_object('id', g))) FROM generate_series(1, 2000) g");
+    let updates = || {
+        one::<String>(
+            "SELECT pg_stat_get_xact_tuples_updated('webhooks.deliveries'::regclass) || ' updated, '
+                    || pg_stat_get_xact_tuples_hot_updated('webhooks.deliveries'::regclass) || ' in place'",
+        )
+    };
+    assert_eq!(updates(), "0 updated, 0 in place");
+    assert_eq!(
+        count("webhooks.claim_deliveries('webhook-relay-7d9f8b6c5d-x2x9z:4194304', 2000, interval '1 minute', 2000)"),
+        2000
+    );
+    assert_eq!(updates(), "2000 updated, 2000 in place");
+}
+
+#[pg_test]
+fn deliveries_due_at_the_same_moment_are_claimed_in_the_order_they_were_made() {
+    // One transaction's events share a due time. The first delivery fails once and is made due
+    // again at that same moment (retry_now); its row is rewritten elsewhere on the page, which
+    // must not send it to the back of the queue.
+    let first = endpoint("first", "ARRAY['offer.accepted']");
+    run("SELECT count(webhooks.emit('offer.accepted', jsonb_build_object('id', g))) FROM generate_series(1, 10) g");
+    let oldest: i64 = one("SELECT min(id) FROM webhooks.deliveries");
+    run(&format!(
+        "SELECT webhooks.record_attempts('r', ARRAY[{oldest}], ARRAY[1], ARRAY[now()], ARRAY[2.0::float8],
+            ARRAY['{{}}'::json], ARRAY[503], ARRAY[NULL::text], ARRAY[NULL::text], ARRAY[NULL::float8], ARRAY[false])"
+    ));
+    assert_eq!(one::<i32>(&format!("SELECT webhooks.retry_now({first})")), 1);
+    let claimed = |n: i32| {
+        one::<String>(&format!(
+            "SELECT string_agg((c.delivery_id - {oldest})::text, ',' ORDER BY c.delivery_id)
+               FROM webhooks.claim_deliveries('r', {n}, interval '1 minute', {n}) c"
+        ))
+    };
+    assert_eq!(claimed(1), "0", "the oldest delivery goes first");
+    assert_eq!(claimed(3), "1,2,3");
+}
