@@ -128,7 +128,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     };
     // Order matters: the dispatcher returns once its tasks are done and drops the last report
     // sender, which lets the recorder write what is left and return.
-    dispatcher.run(wake, shutdown).await;
+    // A task of its own rather than this function's: every finished delivery wakes the
+    // dispatcher, and on the runtime's workers that is a queue push, where waking the main
+    // thread parked in block_on costs a futex call and a context switch.
+    tokio::spawn(dispatcher.run(wake, shutdown)).await?;
     recorder.await?;
     listener.await?;
     summary.await?;
