@@ -429,6 +429,7 @@ BEGIN
     -- statement, which starts after, then sees every attempt that was recorded.
     DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
     DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
+    DELETE FROM webhooks.endpoint_activity a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;
     PERFORM webhooks.record_history(ep.id, 'deleted',
         jsonb_build_object('name', ep.name, 'url', ep.url));
@@ -550,17 +551,22 @@ SELECT e.id, e.name, e.description, e.url, e.events,
        e.created_at, e.updated_at
   FROM webhooks.endpoints e;
 
+-- The 24-hour counts come from endpoint_activity's hourly rows: the current hour and the 23
+-- before it. Everything here is an index lookup of a few rows per endpoint, however many
+-- deliveries and attempts the endpoint has had.
 CREATE VIEW webhooks.endpoint_status AS
 SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
        (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
-       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'succeeded'
-           AND d.finished_at > now() - interval '24 hours') AS succeeded_24h,
-       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'failed'
-           AND d.finished_at > now() - interval '24 hours') AS failed_24h,
+       coalesce(day.succeeded, 0) AS succeeded_24h,
+       coalesce(day.failed, 0) AS failed_24h,
        (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
            AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_attempts_in_window,
-       (SELECT max(a.started_at) FROM webhooks.attempts a WHERE a.endpoint_id = e.id) AS last_attempt_at
-  FROM webhooks.endpoints e;
+       (SELECT max(a.last_attempt_at) FROM webhooks.endpoint_activity a WHERE a.endpoint_id = e.id) AS last_attempt_at
+  FROM webhooks.endpoints e
+  LEFT JOIN LATERAL (
+      SELECT sum(a.succeeded)::bigint AS succeeded, sum(a.failed)::bigint AS failed
+        FROM webhooks.endpoint_activity a
+       WHERE a.endpoint_id = e.id AND a.hour > now() - interval '24 hours') day ON true;
 
 CREATE VIEW webhooks.delivery_log AS
 SELECT d.id AS delivery_id, ev.id AS event_id, ev.event_type, ev.created_at AS event_created_at,

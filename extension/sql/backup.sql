@@ -3,7 +3,7 @@
 --
 -- pg_dump leaves an extension's tables out of a dump unless they are marked as configuration
 -- tables. These hold the user's data: settings, endpoints with their secrets and
--- subscriptions, the event log, deliveries, attempts, endpoint history, the tracked tables,
+-- subscriptions, the event log, deliveries, attempts, endpoint activity and history, the tracked tables,
 -- and the fan-out position. Each is marked, with its identity sequence (PostgreSQL's rule:
 -- marking a table does not carry its sequence's state). Left out on purpose: the event catalog
 -- and the table kinds (the extension's own, which CREATE EXTENSION makes again), fanout_marks
@@ -20,6 +20,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.attempts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoint_activity', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoint_history', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoint_history_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.tracked_tables', '');

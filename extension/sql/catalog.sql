@@ -175,8 +175,8 @@ CREATE TABLE webhooks.deliveries (
 -- of them are; every claim would visit the finished deliveries' rows again. It also sends
 -- deliveries due at the same moment in the order they were made.
 CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at, id) WHERE status = 'pending';
--- Finished deliveries per endpoint, for endpoint_status; partial, so an emit never touches it.
-CREATE INDEX deliveries_finished ON webhooks.deliveries (endpoint_id, finished_at) WHERE status <> 'pending';
+-- No index on finished deliveries: endpoint_status counts them from endpoint_activity, so
+-- finishing a delivery writes one index entry (the primary key's) rather than two.
 
 -- How far webhooks.fan_out() has come through the log. A tracking trigger logs its event with
 -- its transaction's id (events.fanout_xid) and nothing else; it does not look up subscribers
@@ -257,6 +257,21 @@ CREATE TABLE webhooks.attempts (
 CREATE INDEX attempts_endpoint_failures ON webhooks.attempts (endpoint_id, started_at)
     WHERE outcome <> 'succeeded';
 
+-- What each endpoint's relays recorded, by the hour: deliveries finished (succeeded, failed
+-- for good), attempts, and the latest attempt's start. record_attempts adds each batch here,
+-- one row per endpoint and hour, so endpoint_status reads a few rows per endpoint instead of
+-- every delivery finished in the last day and every attempt ever made; and finishing a
+-- delivery needs no index on finished deliveries.
+CREATE TABLE webhooks.endpoint_activity (
+    endpoint_id     bigint NOT NULL,
+    hour            timestamptz NOT NULL,
+    succeeded       bigint NOT NULL DEFAULT 0,
+    failed          bigint NOT NULL DEFAULT 0,
+    attempts        bigint NOT NULL DEFAULT 0,
+    last_attempt_at timestamptz,
+    PRIMARY KEY (endpoint_id, hour)
+);
+
 CREATE TABLE webhooks.endpoint_history (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     endpoint_id bigint NOT NULL,
@@ -298,6 +313,7 @@ COMMENT ON TABLE webhooks.fanout_position IS 'How far webhooks.fan_out() has com
 COMMENT ON TABLE webhooks.fanout_marks IS 'The last event id given out before each fan-out round''s transaction id: what lets fan_out() skip the part of the log it has finished.';
 COMMENT ON VIEW webhooks.events_awaiting_fan_out IS 'Committed tracked events whose deliveries are not made yet; the next webhooks.fan_out() (every relay claim runs it) makes them.';
 COMMENT ON TABLE webhooks.attempts IS 'One row per HTTP attempt, written by the relay.';
+COMMENT ON TABLE webhooks.endpoint_activity IS 'Per endpoint and hour (of recording): deliveries that succeeded, deliveries that failed for good, attempts, and the latest attempt''s start. Kept by record_attempts; endpoint_status sums it.';
 COMMENT ON TABLE webhooks.endpoint_history IS 'Append-only record of every endpoint configuration change.';
 
 -- Relays that are asleep, waiting for a notification. A relay that has had no work for a

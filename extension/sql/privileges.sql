@@ -41,7 +41,7 @@ GRANT EXECUTE ON FUNCTION webhooks.list_event_types(), webhooks.iso8601(timestam
 GRANT SELECT ON webhooks.tracked_tables, webhooks.table_kinds TO webhooks_reader;
 GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries,
                 webhooks.fanout_position, webhooks.fanout_marks, webhooks.events_awaiting_fan_out,
-                webhooks.attempts, webhooks.endpoint_history, webhooks.subscriptions,
+                webhooks.attempts, webhooks.endpoint_activity, webhooks.endpoint_history, webhooks.subscriptions,
                 webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
 TO webhooks_reader;
 

@@ -329,14 +329,14 @@ BEGIN
                finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
           FROM reported r
          WHERE d.id = r.delivery_id AND d.status = 'pending'
-        RETURNING r.*, d.endpoint_id
+        RETURNING r.*, d.endpoint_id, r.outcome <> 'retry' AS finished
     ), late AS (
         -- The other attempts: at a delivery that was no longer pending (its lease ran out and
         -- another relay finished it meanwhile), or a second one in the batch. They are logged
         -- too, under a KEY SHARE row lock, which delete_endpoint waits for as it does for the
         -- update's. A delivery deleted with its endpoint meanwhile has nothing left to record
         -- into.
-        SELECT r.*, d.endpoint_id
+        SELECT r.*, d.endpoint_id, false AS finished
           FROM reported r
           JOIN webhooks.deliveries d ON d.id = r.delivery_id
          WHERE r.ordinal NOT IN (SELECT m.ordinal FROM moved m)
@@ -353,6 +353,23 @@ BEGIN
                coalesce(request_headers, '{}'::json), response_status, response_body, error, outcome,
                record_attempts.relay_id
           FROM attempted
+    ), counted AS (
+        -- The batch's share of endpoint_activity, one row per endpoint, added in endpoint
+        -- order so that two relays' batches lock the rows in the same order.
+        INSERT INTO webhooks.endpoint_activity AS a (endpoint_id, hour, succeeded, failed, attempts,
+                                                     last_attempt_at)
+        SELECT t.endpoint_id, date_trunc('hour', now()),
+               count(*) FILTER (WHERE t.finished AND t.outcome = 'succeeded'),
+               count(*) FILTER (WHERE t.finished AND t.outcome = 'failed'),
+               count(*), max(t.started_at)
+          FROM attempted t
+         GROUP BY t.endpoint_id
+         ORDER BY t.endpoint_id
+            ON CONFLICT (endpoint_id, hour) DO UPDATE
+           SET succeeded = a.succeeded + excluded.succeeded,
+               failed = a.failed + excluded.failed,
+               attempts = a.attempts + excluded.attempts,
+               last_attempt_at = greatest(a.last_attempt_at, excluded.last_attempt_at)
     )
     SELECT array_agg(outcome),
            array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),

@@ -163,15 +163,20 @@ fn delete_removes_endpoint_deliveries_and_attempts_but_keeps_the_log() {
     let keep = endpoint("keep", "ARRAY['offer.accepted']");
     run("SELECT webhooks.emit('offer.accepted', '{\"id\": 1}')");
     run(
-        "INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at, duration_ms, request_headers, response_status, outcome)
-         SELECT id, endpoint_id, 1, now(), 12.5, '{}', 500, 'retry' FROM webhooks.deliveries"
+        "SELECT webhooks.record_attempts('r', array_agg(id), array_agg(1), array_agg(now()), array_agg(12.5::float8),
+            array_agg('{}'::json), array_agg(500), array_agg(NULL::text), array_agg(NULL::text),
+            array_agg(NULL::float8), array_agg(false))
+           FROM webhooks.deliveries"
     );
+    assert_eq!(count("webhooks.endpoint_activity WHERE attempts = 1"), 2);
     run(&format!("SELECT webhooks.delete_endpoint({id})"));
     assert_eq!(count(&format!("webhooks.endpoints WHERE id = {id}")), 0);
     assert_eq!(count(&format!("webhooks.deliveries WHERE endpoint_id = {id}")), 0);
     assert_eq!(count(&format!("webhooks.attempts WHERE endpoint_id = {id}")), 0);
     assert_eq!(count(&format!("webhooks.subscriptions WHERE endpoint_id = {id}")), 0);
+    assert_eq!(count(&format!("webhooks.endpoint_activity WHERE endpoint_id = {id}")), 0);
     assert_eq!(count(&format!("webhooks.deliveries WHERE endpoint_id = {keep}")), 1);
+    assert_eq!(count(&format!("webhooks.endpoint_activity WHERE endpoint_id = {keep}")), 1);
     assert_eq!(count("webhooks.events"), 1, "the event log stays");
     assert_eq!(count(&format!("webhooks.endpoint_history WHERE endpoint_id = {id} AND action = 'deleted'")), 1);
 }

@@ -103,6 +103,14 @@ fn a_late_attempt_is_logged_without_changing_a_finished_delivery_and_a_deleted_o
         "200 succeeded t | 500 retry t"
     );
     assert_eq!(
+        one::<String>(&format!(
+            "SELECT concat_ws(',', succeeded, failed, attempts) FROM webhooks.endpoint_activity
+              WHERE endpoint_id = (SELECT endpoint_id FROM webhooks.deliveries WHERE id = {finished})"
+        )),
+        "1,0,2",
+        "the late attempt is counted as an attempt, not as a second finished delivery"
+    );
+    assert_eq!(
         count(&format!("webhooks.deliveries WHERE id = {finished} AND status = 'succeeded' AND last_response_status = 200")),
         1,
         "the delivery keeps its outcome"
