@@ -1,18 +1,17 @@
 //! The database driver: the three calls the relay makes (claim, record, release), over one
 //! pipelined connection that is re-established on demand after the database goes away.
 
-use crate::http::SentHeaders;
+use crate::headers::SentHeaders;
 use crate::sign::SigningKey;
 use anyhow::Context;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use hyper::header::HeaderValue;
 use hyper::Uri;
-use serde::ser::{Serialize, Serializer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{accepts, to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, NoTls, Statement};
 
 /// One delivery leased to this relay, ready to send.
@@ -300,7 +299,7 @@ impl Database {
                     &column(attempts, |a| a.attempt_number),
                     &column(attempts, |a| a.started_at),
                     &column(attempts, |a| a.duration_ms),
-                    &column(attempts, |a| Json(HeaderObject(&a.request_headers))),
+                    &column(attempts, |a| HeaderObject(&a.request_headers)),
                     &column(attempts, |a| a.response_status.map(i32::from)),
                     &column(attempts, |a| a.response_body.as_deref()),
                     &column(attempts, |a| a.error.as_deref()),
@@ -365,17 +364,24 @@ impl Database {
 }
 
 /// Request headers as the JSON object the attempt log stores, written straight from what was
-/// sent, in the order sent (no intermediate map).
+/// sent, in the order sent, into the statement's parameter buffer.
 #[derive(Debug)]
 struct HeaderObject<'a>(&'a SentHeaders);
 
-impl Serialize for HeaderObject<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.named().into_iter().map(
-            |(name, value)| match value.to_str() {
-                Ok(text) => (name, std::borrow::Cow::Borrowed(text)),
-                Err(_) => (name, String::from_utf8_lossy(value.as_bytes())),
-            },
-        ))
+impl ToSql for HeaderObject<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form is json's text after a version byte.
+        if *ty == Type::JSONB {
+            out.put_u8(1);
+        }
+        self.0.write_json(out);
+        Ok(IsNull::No)
     }
+
+    accepts!(JSON, JSONB);
+    to_sql_checked!();
 }

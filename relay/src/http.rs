@@ -2,10 +2,11 @@
 //! followed, the whole exchange under one timeout, and only the first bytes of a response kept.
 
 use crate::guard::{Blocked, GuardedResolver, NetworkPolicy};
+use crate::headers::SentHeaders;
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -40,50 +41,6 @@ impl Exchange {
             permanent,
             ..Default::default()
         }
-    }
-}
-
-/// The headers of one attempt: sent with its request and logged with it. Values are shared
-/// with the claim where they can be (user agent, event type), so that building a request
-/// copies little.
-#[derive(Debug, Clone)]
-pub struct SentHeaders {
-    pub user_agent: HeaderValue,
-    pub event_type: HeaderValue,
-    pub event_id: HeaderValue,
-    pub timestamp: HeaderValue,
-    pub signature: HeaderValue,
-}
-
-impl SentHeaders {
-    /// (name, value) in the order sent, names written as the seeds write them: that is how the
-    /// attempt log shows them (HTTP header names are case-insensitive on the wire).
-    pub fn named(&self) -> [(&'static str, &HeaderValue); 6] {
-        static JSON: HeaderValue = HeaderValue::from_static("application/json");
-        [
-            ("Content-Type", &JSON),
-            ("User-Agent", &self.user_agent),
-            ("X-Webhook-Event", &self.event_type),
-            ("X-Webhook-Id", &self.event_id),
-            ("X-Webhook-Timestamp", &self.timestamp),
-            ("X-Webhook-Signature", &self.signature),
-        ]
-    }
-
-    fn header_map(&self) -> HeaderMap {
-        const NAMES: [HeaderName; 6] = [
-            CONTENT_TYPE,
-            USER_AGENT,
-            HeaderName::from_static("x-webhook-event"),
-            HeaderName::from_static("x-webhook-id"),
-            HeaderName::from_static("x-webhook-timestamp"),
-            HeaderName::from_static("x-webhook-signature"),
-        ];
-        let mut map = HeaderMap::with_capacity(8);
-        for (name, (_, value)) in NAMES.into_iter().zip(self.named()) {
-            map.insert(name, value.clone());
-        }
-        map
     }
 }
 

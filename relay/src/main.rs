@@ -8,6 +8,7 @@ mod db;
 mod deliver;
 mod dispatcher;
 mod guard;
+mod headers;
 mod health;
 mod http;
 mod in_flight;
