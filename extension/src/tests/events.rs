@@ -166,9 +166,9 @@ fn endpoint_status_reads_no_finished_delivery_and_no_attempt() {
     let id = endpoint("busy", "ARRAY['offer.accepted']");
     run("SELECT count(webhooks.emit('offer.accepted', jsonb_build_object('id', g))) FROM generate_series(1, 300) g");
     run("SELECT webhooks.record_attempts('r', array_agg(id), array_agg(1), array_agg(now()), array_agg(2.0::float8),
-            array_agg('{}'::json), array_agg(CASE WHEN id % 3 = 0 THEN 404 ELSE 200 END), array_agg(NULL::text),
+            array_agg('{}'::json), array_agg(CASE WHEN n % 3 = 0 THEN 404 ELSE 200 END), array_agg(NULL::text),
             array_agg(NULL::text), array_agg(NULL::float8), array_agg(false))
-           FROM webhooks.deliveries");
+           FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM webhooks.deliveries) d");
     let rows_read = || {
         one::<i64>(
             "SELECT sum(seq_tup_read + coalesce(idx_tup_fetch, 0))::bigint FROM pg_stat_xact_user_tables
