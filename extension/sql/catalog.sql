@@ -168,12 +168,13 @@ CREATE TABLE webhooks.deliveries (
 -- them fit on the page are the leases HOT updates. A lease that spills to another page adds
 -- index entries that every later claim walks past until vacuum: with fillfactor 80, seven
 -- leases in ten spilled. 40 leaves room for relay ids of up to 38 bytes (docs/relay.md).
+
 -- The claim walks this per endpoint (oldest due first), so its cost does not grow with the
 -- backlog. The id makes every key unique: one transaction's deliveries share a due time, and
 -- equal keys would be merged into posting lists, whose entries are only marked dead once all
--- of them are; every claim would visit the finished deliveries' rows again (claims read
--- 17-21 index entries per delivery they took, now 5-6). It also sends
--- deliveries due at the same moment in the order they were made.
+-- of them are, so every claim would visit the finished deliveries' rows again (claims read
+-- 17-21 index entries per delivery they took; now 5-6). It also sends deliveries due at the
+-- same moment in the order they were made.
 CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at, id) WHERE status = 'pending';
 -- No index on finished deliveries: endpoint_status counts them from endpoint_activity, so
 -- finishing a delivery writes one index entry (the primary key's) rather than two.

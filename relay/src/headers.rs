@@ -46,9 +46,7 @@ impl SentHeaders {
         }
         map
     }
-}
 
-impl SentHeaders {
     /// The headers as the JSON object the attempt log stores, in the order sent:
     /// `{"Content-Type":"application/json","User-Agent":...}`. Written by hand rather than
     /// through serde: the values are plain visible ASCII but for a rare custom user agent,
