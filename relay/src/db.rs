@@ -2,11 +2,11 @@
 //! pipelined connection that is re-established on demand after the database goes away.
 
 use crate::headers::SentHeaders;
+use crate::pool::Destination;
 use crate::sign::SigningKey;
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::header::HeaderValue;
-use hyper::Uri;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,8 +39,8 @@ pub struct ClaimedEvent {
 /// its signing key set up once, not for every request.
 #[derive(Debug)]
 pub struct Target {
-    /// The parsed URL, or why it cannot be used.
-    pub uri: Result<Uri, String>,
+    /// Where its requests go, or why its URL cannot be used.
+    pub destination: Result<Destination, String>,
     pub key: SigningKey,
     pub rate_limit: Option<i32>,
 }
@@ -246,9 +246,7 @@ impl Database {
                 .or_insert_with(|| {
                     let url: &str = row.get(claim_column::URL);
                     Arc::new(Target {
-                        uri: url
-                            .parse()
-                            .map_err(|e| format!("invalid endpoint URL: {e}")),
+                        destination: Destination::parse(url),
                         key: SigningKey::new(row.get(claim_column::SECRET)),
                         rate_limit: row.get(claim_column::RATE_LIMIT),
                     })

@@ -107,8 +107,8 @@ impl Executor {
             signature: header(signature),
         };
         let clock = Instant::now();
-        let exchange = match (&job.endpoint.uri, &job.event.event_type) {
-            (Ok(uri), Ok(_)) => self.http.post(uri, &headers, job.event.body.clone()).await,
+        let exchange = match (&job.endpoint.destination, &job.event.event_type) {
+            (Ok(to), Ok(_)) => self.http.post(to, &headers, job.event.body.clone()).await,
             (Err(problem), _) | (_, Err(problem)) => Exchange::failed(problem.clone(), true),
         };
         let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;

@@ -1,16 +1,17 @@
-//! The HTTPS client: one pooled keep-alive client for every endpoint, redirects never
-//! followed, the whole exchange under one timeout, and only the first bytes of a response kept.
+//! The HTTPS client: keep-alive connections shared by every endpoint (pool.rs), redirects
+//! never followed, the whole exchange under one timeout, and only the first bytes of a
+//! response kept.
 
 use crate::guard::{Blocked, GuardedResolver, NetworkPolicy};
 use crate::headers::SentHeaders;
+use crate::pool::{ConnectError, Destination, Pool, Sender};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, RETRY_AFTER};
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -44,9 +45,8 @@ impl Exchange {
     }
 }
 
-#[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>,
+    pool: Pool,
     timeout: Duration,
     policy: Arc<NetworkPolicy>,
 }
@@ -98,12 +98,8 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
         Ok(HttpClient {
-            client,
+            pool: Pool::new(https, idle_per_host, Duration::from_secs(60)),
             timeout,
             policy,
         })
@@ -115,9 +111,9 @@ impl HttpClient {
 
     /// POST `body` with `headers`; never follows a redirect, never fails: every problem is
     /// described in the returned Exchange.
-    pub async fn post(&self, uri: &Uri, headers: &SentHeaders, body: Bytes) -> Exchange {
+    pub async fn post(&self, to: &Destination, headers: &SentHeaders, body: Bytes) -> Exchange {
         // The connector skips its resolver for an address literal: check those here.
-        let host = uri.host().unwrap_or_default();
+        let host = to.uri.host().unwrap_or_default();
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
             if let Err(blocked) = self.policy.check(host, ip) {
                 return Exchange::failed(blocked.0, true);
@@ -125,9 +121,11 @@ impl HttpClient {
         }
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = uri.clone();
-        *request.headers_mut() = headers.header_map();
-        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+        *request.uri_mut() = to.target.clone();
+        let mut header_map = headers.header_map();
+        header_map.insert(HOST, to.host.clone());
+        *request.headers_mut() = header_map;
+        match tokio::time::timeout(self.timeout, self.exchange(to, request)).await {
             Ok(exchange) => exchange,
             Err(_) => Exchange::failed(
                 format!(
@@ -139,20 +137,10 @@ impl HttpClient {
         }
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>) -> Exchange {
-        let response = match self.client.request(request).await {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(blocked) = find_source::<Blocked>(&e) {
-                    return Exchange::failed(blocked.0.clone(), true);
-                }
-                let what = if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "request failed"
-                };
-                return Exchange::failed(format!("{what}: {}", error_chain(&e)), false);
-            }
+    async fn exchange(&self, to: &Destination, request: Request<Full<Bytes>>) -> Exchange {
+        let (sender, response) = match self.send(to, request).await {
+            Ok(sent) => sent,
+            Err(failed) => return failed,
         };
         let status = response.status();
         let retry_after_seconds = match status {
@@ -162,26 +150,106 @@ impl HttpClient {
                 .and_then(parse_retry_after),
             _ => None,
         };
-        let (body_prefix, body_error) = read_capped(response.into_body()).await;
+        let body = read_capped(response.into_body()).await;
+        // Only a connection whose response was read to the end can carry the next request.
+        if body.complete {
+            self.pool.checkin(to, sender);
+        }
         Exchange {
             status: Some(status.as_u16()),
-            body_prefix: Some(body_prefix),
+            body_prefix: Some(body.kept),
             retry_after_seconds,
             // The status arrived, so the outcome stands; a body cut short is only noted.
-            error: body_error.map(|e| format!("response body incomplete: {e}")),
+            error: body.error.map(|e| format!("response body incomplete: {e}")),
             permanent: false,
+        }
+    }
+
+    /// Send on an idle connection, or on a new one. A request that an idle connection could
+    /// not take (the receiver had closed it) goes on another: it never left.
+    async fn send(
+        &self,
+        to: &Destination,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<(Sender, Response<Incoming>), Exchange> {
+        let mut idle = self.pool.checkout(to);
+        loop {
+            let fresh = idle.is_none();
+            let mut sender = match idle.take() {
+                Some(sender) => sender,
+                None => self.pool.connect(to).await.map_err(connect_failure)?,
+            };
+            if let Err(e) = sender.ready().await {
+                if fresh {
+                    return Err(Exchange::failed(
+                        format!("request failed: {}", error_chain(&e)),
+                        false,
+                    ));
+                }
+                idle = self.pool.checkout(to);
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((sender, response)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if !fresh => {
+                        request = unsent;
+                        idle = self.pool.checkout(to);
+                    }
+                    _ => {
+                        return Err(Exchange::failed(
+                            format!("request failed: {}", error_chain(e.error())),
+                            false,
+                        ))
+                    }
+                },
+            }
         }
     }
 }
 
+/// A connection that could not be made: refused by the SSRF guard (for good), or failed.
+fn connect_failure(error: ConnectError) -> Exchange {
+    let error: &(dyn std::error::Error + 'static) = match &error {
+        ConnectError::Connect(e) => &**e,
+        ConnectError::Handshake(e) => e,
+    };
+    if let Some(blocked) = find_source::<Blocked>(error) {
+        return Exchange::failed(blocked.0.clone(), true);
+    }
+    Exchange::failed(format!("could not connect: {}", error_chain(error)), false)
+}
+
+/// What `read_capped` kept of a response body.
+struct BodyRead {
+    /// The first KEPT_BODY_BYTES, as text PostgreSQL accepts.
+    kept: String,
+    /// The body was read to its end.
+    complete: bool,
+    /// Why the body ended early, if it broke off.
+    error: Option<String>,
+}
+
 /// Keep the first KEPT_BODY_BYTES of the body, read on up to DRAINED_BODY_BYTES, then stop.
-async fn read_capped(mut body: hyper::body::Incoming) -> (String, Option<String>) {
+async fn read_capped(mut body: Incoming) -> BodyRead {
     let mut kept = Vec::new();
     let mut seen = 0usize;
     while seen < DRAINED_BODY_BYTES {
         match body.frame().await {
-            None => break,
-            Some(Err(e)) => return (printable(&kept), Some(error_chain(&e))),
+            None => {
+                return BodyRead {
+                    kept: printable(&kept),
+                    complete: true,
+                    error: None,
+                }
+            }
+            Some(Err(e)) => {
+                return BodyRead {
+                    kept: printable(&kept),
+                    complete: false,
+                    error: Some(error_chain(&e)),
+                }
+            }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     let room = KEPT_BODY_BYTES.saturating_sub(kept.len());
@@ -191,7 +259,11 @@ async fn read_capped(mut body: hyper::body::Incoming) -> (String, Option<String>
             }
         }
     }
-    (printable(&kept), None)
+    BodyRead {
+        kept: printable(&kept),
+        complete: false,
+        error: None,
+    }
 }
 
 /// Text that PostgreSQL accepts: lossy UTF-8 without NUL bytes.

@@ -13,6 +13,7 @@ mod health;
 mod http;
 mod in_flight;
 mod limits;
+mod pool;
 mod recorder;
 mod shutdown;
 mod sign;

@@ -110,6 +110,48 @@ async fn endpoints_on_one_host_share_a_pool_of_kept_alive_connections() {
 }
 
 #[tokio::test]
+async fn a_receiver_that_closes_each_connection_gets_every_delivery_on_a_new_one() {
+    let stage = Stage::new().await.unwrap();
+    // Every response asks for its connection to be closed.
+    let closing = Reply::status(200).with_header("connection", "close");
+    stage.receiver.answer_by_default(closing);
+    stage.endpoint("/closing", &["offer.*"], "").await.unwrap();
+    let _relay = stage.relay(&["--concurrency", "4"]).await.unwrap();
+    stage.emit_many("offer.accepted", 60).await.unwrap();
+
+    stage.receiver.wait_for(60, WAIT).await;
+    // A connection handed back to the pool after its response may close a moment later:
+    // the next request must then go on a new connection, not fail on the old one.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (succeeded, attempts): (i64, i64) = (
+            stage
+                .scalar("SELECT count(*) FROM webhooks.attempts WHERE outcome = 'succeeded'")
+                .await
+                .unwrap(),
+            stage
+                .scalar("SELECT count(*) FROM webhooks.attempts")
+                .await
+                .unwrap(),
+        );
+        if attempts >= 60 {
+            assert_eq!(
+                (succeeded, attempts),
+                (60, 60),
+                "every first attempt succeeds"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{attempts} of 60 attempts recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stage.receiver.connection_count(), 60);
+}
+
+#[tokio::test]
 async fn a_crashed_relays_delivery_is_sent_by_another_relay_once_its_lease_runs_out() {
     let stage = Stage::new().await.unwrap();
     let (endpoint, _) = stage.endpoint("/hang", &["offer.*"], "").await.unwrap();
