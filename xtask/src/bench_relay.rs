@@ -326,8 +326,8 @@ struct Drain {
     walk: ClaimWalk,
 }
 
-/// Queue a backlog of `events` × 4 deliveries in one transaction and time its drain from the
-/// COMMIT, with the CPU each process spent and what the claims read meanwhile.
+/// Vacuum the queue, queue a backlog of `events` × 4 deliveries in one transaction and time its
+/// drain from the COMMIT, with the CPU each process spent and what the claims read meanwhile.
 async fn drain_once(
     db: &tokio_postgres::Client,
     receiver: &Receiver,
@@ -340,6 +340,11 @@ async fn drain_once(
             .await?;
         anyhow::Ok(row.get::<_, i64>(0))
     };
+    // As autovacuum would between bursts. Rounds run seconds apart and autovacuum at most once
+    // a minute, so without this each round would walk the dead index entries of the rounds
+    // before it. It also leaves the queue vacuumed while empty: the state whose statistics once
+    // made recording scan the whole backlog (docs/benchmarks.md, session 13).
+    db.batch_execute("VACUUM webhooks.deliveries").await?;
     let attempts_before = count_attempts().await?;
     let walk_before = ClaimWalk::read(db).await?;
     queue_uncommitted(db, events).await?;

@@ -209,3 +209,37 @@ fn deliveries_due_at_the_same_moment_are_claimed_in_the_order_they_were_made() {
     assert_eq!(claimed(1), "0", "the oldest delivery goes first");
     assert_eq!(claimed(3), "1,2,3");
 }
+
+#[pg_test]
+fn recording_and_releasing_find_deliveries_by_key_when_the_due_index_looks_empty() {
+    // A VACUUM that ran while the queue was empty leaves deliveries_due's statistics saying it
+    // holds nothing, however much has been queued since, until the next one. Set them so (and
+    // touch the table's, as VACUUM does, so that cached plans are made again).
+    endpoint("first", "ARRAY['offer.accepted']");
+    run("UPDATE pg_class SET reltuples = 0, relpages = 1 WHERE oid = 'webhooks.deliveries_due'::regclass");
+    run("UPDATE pg_class SET relpages = relpages WHERE oid = 'webhooks.deliveries'::regclass");
+    run("SELECT count(webhooks.emit('offer.accepted', jsonb_build_object('id', g))) FROM generate_series(1, 3000) g");
+    run("CREATE TEMP TABLE claimed AS
+         SELECT delivery_id FROM webhooks.claim_deliveries('r', 600, interval '1 minute', 600)");
+    let index_entries_read =
+        || one::<i64>("SELECT pg_stat_get_xact_tuples_returned('webhooks.deliveries_due'::regclass)");
+    let before = index_entries_read();
+    let recorded = one::<i32>(
+        "SELECT succeeded FROM webhooks.record_attempts('r',
+            (SELECT array_agg(delivery_id ORDER BY delivery_id) FROM (SELECT delivery_id FROM claimed ORDER BY delivery_id LIMIT 500) c),
+            array_fill(1, ARRAY[500]), array_fill(now(), ARRAY[500]), array_fill(1.5::float8, ARRAY[500]),
+            array_fill('{}'::json, ARRAY[500]), array_fill(200, ARRAY[500]), array_fill('ok'::text, ARRAY[500]),
+            array_fill(NULL::text, ARRAY[500]), array_fill(NULL::float8, ARRAY[500]), array_fill(false, ARRAY[500]))",
+    );
+    assert_eq!(recorded, 500);
+    let released = one::<i32>(
+        "SELECT webhooks.release_deliveries('r',
+            (SELECT array_agg(delivery_id) FROM (SELECT delivery_id FROM claimed ORDER BY delivery_id OFFSET 500) c))",
+    );
+    assert_eq!(released, 100);
+    assert_eq!(
+        index_entries_read() - before,
+        0,
+        "recording and releasing walked deliveries_due instead of looking deliveries up by key"
+    );
+}
