@@ -177,7 +177,11 @@ impl HttpClient {
             let fresh = idle.is_none();
             let mut sender = match idle.take() {
                 Some(sender) => sender,
-                None => self.pool.connect(to).await.map_err(connect_failure)?,
+                // Boxed: connecting (TCP, TLS, HTTP/1 handshake) is most of this future's state
+                // and rare, and the whole future is moved into the timeout of every request.
+                None => Box::pin(self.pool.connect(to))
+                    .await
+                    .map_err(connect_failure)?,
             };
             if let Err(e) = sender.ready().await {
                 if fresh {
