@@ -7,7 +7,7 @@ use crate::sign::SigningKey;
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::header::HeaderValue;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
@@ -226,8 +226,8 @@ impl Database {
             .context("claiming deliveries")?;
         // One row of each event carries its body; the others share it. Each endpoint's URL
         // and key are set up once per claim.
-        let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::new();
-        let mut targets: HashMap<i64, Arc<Target>> = HashMap::new();
+        let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::default();
+        let mut targets: HashMap<i64, Arc<Target>> = HashMap::default();
         for row in &rows {
             if let Some(body) = row.get::<_, Option<String>>(claim_column::BODY) {
                 let event_type: String = row.get(claim_column::EVENT_TYPE);

@@ -3,7 +3,7 @@
 
 use crate::shutdown::Shutdown;
 use crate::state::RelayState;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,7 @@ impl InFlight {
     pub fn new(state: Arc<RelayState>) -> InFlight {
         InFlight {
             tasks: JoinSet::new(),
-            deliveries: HashMap::new(),
+            deliveries: HashMap::default(),
             state,
         }
     }
