@@ -1,6 +1,7 @@
-//! Receivers that misbehave: down, speaking garbage, cutting the connection mid-response, or
-//! answering with a huge body. Each is recorded as what it is, retried where the schedule
-//! says so, and none makes the relay hold more than a bounded amount of memory.
+//! Receivers that misbehave: down, behind a certificate the relay does not trust, speaking
+//! garbage, cutting the connection mid-response, or answering with a huge body. Each is
+//! recorded as what it is, retried where the schedule says so, and none makes the relay hold
+//! more than a bounded amount of memory.
 
 use e2e::receiver::Reply;
 use e2e::stage::Stage;
@@ -41,6 +42,22 @@ async fn a_receiver_that_is_down_is_a_retried_connection_failure() {
     let closed = format!("https://127.0.0.1:{}/down", e2e::free_port());
     let attempt = first_attempt(&stage, &closed).await;
     assert_retried_failure(&attempt, "could not connect");
+}
+
+#[tokio::test]
+async fn a_certificate_the_relay_does_not_trust_is_a_retried_connection_failure() {
+    let stage = Stage::new().await.unwrap();
+    // Without --ca-file the relay trusts only the public roots, not the receiver's own CA.
+    let _relay = e2e::relay::Relay::start(
+        &stage.cluster.connstr_as("app", "relay_login"),
+        &["--allow-network", "127.0.0.0/8", "--poll-interval", "100ms"],
+    )
+    .await
+    .unwrap();
+    let attempt = first_attempt(&stage, &stage.receiver.url("/untrusted")).await;
+    assert_retried_failure(&attempt, "could not connect");
+    assert_retried_failure(&attempt, "certificate");
+    assert_eq!(stage.receiver.request_count(), 0);
 }
 
 #[tokio::test]
