@@ -113,9 +113,8 @@ impl HttpClient {
     /// described in the returned Exchange.
     pub async fn post(&self, to: &Destination, headers: &SentHeaders, body: Bytes) -> Exchange {
         // The connector skips its resolver for an address literal: check those here.
-        let host = to.uri.host().unwrap_or_default();
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
-            if let Err(blocked) = self.policy.check(host, ip) {
+        if let Some(ip) = to.literal_ip {
+            if let Err(blocked) = self.policy.check(to.uri.host().unwrap_or_default(), ip) {
                 return Exchange::failed(blocked.0, true);
             }
         }
@@ -185,10 +184,7 @@ impl HttpClient {
             };
             if let Err(e) = sender.ready().await {
                 if fresh {
-                    return Err(Exchange::failed(
-                        format!("request failed: {}", error_chain(&e)),
-                        false,
-                    ));
+                    return Err(request_failed(&e));
                 }
                 idle = self.pool.checkout(to);
                 continue;
@@ -200,12 +196,7 @@ impl HttpClient {
                         request = unsent;
                         idle = self.pool.checkout(to);
                     }
-                    _ => {
-                        return Err(Exchange::failed(
-                            format!("request failed: {}", error_chain(e.error())),
-                            false,
-                        ))
-                    }
+                    _ => return Err(request_failed(e.error())),
                 },
             }
         }
@@ -214,14 +205,18 @@ impl HttpClient {
 
 /// A connection that could not be made: refused by the SSRF guard (for good), or failed.
 fn connect_failure(error: ConnectError) -> Exchange {
-    let error: &(dyn std::error::Error + 'static) = match &error {
-        ConnectError::Connect(e) => &**e,
-        ConnectError::Handshake(e) => e,
-    };
-    if let Some(blocked) = find_source::<Blocked>(error) {
+    if let Some(blocked) = find_source::<Blocked>(&*error) {
         return Exchange::failed(blocked.0.clone(), true);
     }
-    Exchange::failed(format!("could not connect: {}", error_chain(error)), false)
+    Exchange::failed(
+        format!("could not connect: {}", error_chain(&*error)),
+        false,
+    )
+}
+
+/// A request that a connection did not carry to a response.
+fn request_failed(error: &hyper::Error) -> Exchange {
+    Exchange::failed(format!("request failed: {}", error_chain(error)), false)
 }
 
 /// What `read_capped` kept of a response body.
@@ -238,22 +233,13 @@ struct BodyRead {
 async fn read_capped(mut body: Incoming) -> BodyRead {
     let mut kept = Vec::new();
     let mut seen = 0usize;
-    while seen < DRAINED_BODY_BYTES {
+    let (complete, error) = loop {
+        if seen >= DRAINED_BODY_BYTES {
+            break (false, None);
+        }
         match body.frame().await {
-            None => {
-                return BodyRead {
-                    kept: printable(&kept),
-                    complete: true,
-                    error: None,
-                }
-            }
-            Some(Err(e)) => {
-                return BodyRead {
-                    kept: printable(&kept),
-                    complete: false,
-                    error: Some(error_chain(&e)),
-                }
-            }
+            None => break (true, None),
+            Some(Err(e)) => break (false, Some(error_chain(&e))),
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     let room = KEPT_BODY_BYTES.saturating_sub(kept.len());
@@ -262,11 +248,11 @@ async fn read_capped(mut body: Incoming) -> BodyRead {
                 }
             }
         }
-    }
+    };
     BodyRead {
         kept: printable(&kept),
-        complete: false,
-        error: None,
+        complete,
+        error,
     }
 }
 

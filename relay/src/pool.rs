@@ -16,6 +16,7 @@ use hyper::Uri;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustc_hash::FxHashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tower_service::Service;
@@ -32,6 +33,9 @@ pub struct Destination {
     pub target: Uri,
     /// The Host header: the host, and the port unless it is the scheme's default.
     pub host: HeaderValue,
+    /// The host, if it is an address literal: the connector does not resolve those, so the
+    /// SSRF guard is asked about them before the request.
+    pub literal_ip: Option<IpAddr>,
     /// The pool's key: scheme, host and port.
     origin: Box<str>,
 }
@@ -64,6 +68,11 @@ impl Destination {
             .parse()
             .map_err(|e| format!("invalid endpoint URL: {e}"))?;
         Ok(Destination {
+            literal_ip: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok(),
             host: HeaderValue::from_str(&host_header)
                 .map_err(|e| format!("invalid endpoint URL: host: {e}"))?,
             origin: format!("{scheme}://{host}:{port}").into_boxed_str(),
@@ -92,13 +101,8 @@ pub struct Pool {
     idle_timeout: Duration,
 }
 
-/// Why no connection could be had.
-pub enum ConnectError {
-    /// The connector failed: DNS, the SSRF guard, TCP or TLS.
-    Connect(Box<dyn std::error::Error + Send + Sync>),
-    /// The connection was made but HTTP/1 could not start on it.
-    Handshake(hyper::Error),
-}
+/// Why no connection could be had: DNS, the SSRF guard, TCP, TLS or the HTTP/1 handshake.
+pub type ConnectError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Pool {
     pub fn new(connector: Connector, max_idle_per_origin: usize, idle_timeout: Duration) -> Self {
@@ -155,17 +159,9 @@ impl Pool {
     /// A new connection to `to`, its HTTP/1 state machine running in a task of its own.
     pub async fn connect(&self, to: &Destination) -> Result<Sender, ConnectError> {
         let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(ConnectError::Connect)?;
-        let io = connector
-            .call(to.uri.clone())
-            .await
-            .map_err(ConnectError::Connect)?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(ConnectError::Handshake)?;
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(to.uri.clone()).await?;
+        let (sender, connection) = http1::Builder::new().handshake(io).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -191,6 +187,9 @@ mod tests {
         let v6 = Destination::parse("http://[::1]:80/x").unwrap();
         assert_eq!(v6.host, "[::1]");
         assert_eq!(&*v6.origin, "http://[::1]:80");
+        assert_eq!(v6.literal_ip, Some("::1".parse().unwrap()));
+        assert_eq!(ported.literal_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(plain.literal_ip, None);
     }
 
     #[test]
