@@ -81,8 +81,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Is this an address on the public internet (not loopback, private, link-local, CGNAT,
-/// multicast, unspecified, documentation, benchmarking or otherwise reserved)?
+/// Is this an address on the public internet? Judged against IANA's IPv4 and IPv6
+/// Special-Purpose Address Registries (checked entry by entry; the comments name each one) and
+/// the multicast ranges.
 pub fn is_global(ip: IpAddr) -> bool {
     match canonical(ip) {
         IpAddr::V4(v4) => is_global_v4(v4),
@@ -90,44 +91,65 @@ pub fn is_global(ip: IpAddr) -> bool {
     }
 }
 
+/// IPv4 ranges refused. Deliberately allowed, as globally reachable public services: AS112
+/// (192.31.196.0/24, 192.175.48.0/24) and AMT (192.52.193.0/24). Deliberately refused although
+/// the registry calls them globally reachable: the PCP and TURN anycast addresses 192.0.0.9
+/// and 192.0.0.10, inside 192.0.0.0/24 (no webhook receiver lives there).
+const NOT_GLOBAL_V4: &[(u32, u8)] = &[
+    (0x0000_0000, 8),  // 0.0.0.0/8 "this network", and 0.0.0.0/32 "this host"
+    (0x0a00_0000, 8),  // 10.0.0.0/8 private
+    (0x6440_0000, 10), // 100.64.0.0/10 shared address space (CGNAT)
+    (0x7f00_0000, 8),  // 127.0.0.0/8 loopback
+    (0xa9fe_0000, 16), // 169.254.0.0/16 link-local (cloud metadata lives here)
+    (0xac10_0000, 12), // 172.16.0.0/12 private
+    (0xc000_0000, 24), // 192.0.0.0/24 IETF protocol assignments (192.0.0.0/29 service
+    //                    continuity, .8 dummy, .9 PCP, .10 TURN, .170/.171 NAT64 discovery)
+    (0xc000_0200, 24), // 192.0.2.0/24 documentation (TEST-NET-1)
+    (0xc058_6300, 24), // 192.88.99.0/24 deprecated 6to4 relay anycast
+    (0xc0a8_0000, 16), // 192.168.0.0/16 private
+    (0xc612_0000, 15), // 198.18.0.0/15 benchmarking
+    (0xc633_6400, 24), // 198.51.100.0/24 documentation (TEST-NET-2)
+    (0xcb00_7100, 24), // 203.0.113.0/24 documentation (TEST-NET-3)
+    (0xe000_0000, 4),  // 224.0.0.0/4 multicast
+    (0xf000_0000, 4),  // 240.0.0.0/4 reserved, and 255.255.255.255/32 limited broadcast
+];
+
 fn is_global_v4(ip: Ipv4Addr) -> bool {
-    const NOT_GLOBAL: &[(u32, u8)] = &[
-        (0x0000_0000, 8),  // 0.0.0.0/8 "this network", unspecified
-        (0x0a00_0000, 8),  // 10.0.0.0/8 private
-        (0x6440_0000, 10), // 100.64.0.0/10 CGNAT
-        (0x7f00_0000, 8),  // 127.0.0.0/8 loopback
-        (0xa9fe_0000, 16), // 169.254.0.0/16 link-local (cloud metadata lives here)
-        (0xac10_0000, 12), // 172.16.0.0/12 private
-        (0xc000_0000, 24), // 192.0.0.0/24 IETF protocol assignments
-        (0xc000_0200, 24), // 192.0.2.0/24 documentation
-        (0xc058_6300, 24), // 192.88.99.0/24 6to4 relay anycast
-        (0xc0a8_0000, 16), // 192.168.0.0/16 private
-        (0xc612_0000, 15), // 198.18.0.0/15 benchmarking
-        (0xc633_6400, 24), // 198.51.100.0/24 documentation
-        (0xcb00_7100, 24), // 203.0.113.0/24 documentation
-        (0xe000_0000, 4),  // 224.0.0.0/4 multicast
-        (0xf000_0000, 4),  // 240.0.0.0/4 reserved, and 255.255.255.255 broadcast
-    ];
     let bits = u32::from(ip);
-    !NOT_GLOBAL
+    !NOT_GLOBAL_V4
         .iter()
         .any(|(net, prefix)| bits >> (32 - prefix) == net >> (32 - prefix))
 }
 
+/// IPv6 is global only inside 2000::/3, the global unicast space; everything outside it is
+/// refused, which covers, from the registry: ::/128 unspecified, ::1/128 loopback, the
+/// deprecated IPv4-compatible ::/96, IPv4-translated ::ffff:0:0:0/96 (RFC 2765, e.g.
+/// ::ffff:0:7f00:1, which is 127.0.0.1), 64:ff9b:1::/48 local-use translation, 100::/64
+/// discard-only, 100:0:0:1::/64 dummy prefix, 5f00::/16 SRv6 SIDs, fc00::/7 unique local,
+/// fe80::/10 link-local, fec0::/10 site-local and ff00::/8 multicast. (IPv4-mapped
+/// ::ffff:0:0/96 and NAT64 64:ff9b::/96 never get here: `canonical` judges them as the IPv4
+/// address they reach.) Inside 2000::/3, these ranges are refused. Deliberately allowed, as
+/// globally reachable public services: AS112 (2001:4:112::/48, 2620:4f:8000::/48), AMT
+/// (2001:3::/32), ORCHIDv2 (2001:20::/28) and Drone Remote ID (2001:30::/28) — except that
+/// the first three of those lie inside 2001::/23, which is refused whole (see below).
+const NOT_GLOBAL_V6: &[(u128, u8)] = &[
+    // 2001::/23 IETF protocol assignments: Teredo 2001::/32 (hides an IPv4 address we cannot
+    // check), benchmarking 2001:2::/48, ORCHID, and anycast services no receiver lives at. Its
+    // globally reachable entries (PCP, TURN and DNS-SD anycast, AMT, AS112, ORCHIDv2, Drone
+    // Remote ID) are refused with it, deliberately.
+    (0x2001_0000 << 96, 23),
+    (0x2001_0db8 << 96, 32), // 2001:db8::/32 documentation
+    (0x2002 << 112, 16),     // 2002::/16 6to4: reaches an IPv4 address we do not check
+    (0x3fff << 112, 20),     // 3fff::/20 documentation
+];
+
 fn is_global_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    let not_global = ip.is_unspecified()
-        || ip.is_loopback()
-        || (s[0] & 0xff00) == 0xff00 // multicast
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x2001 && s[1] < 0x0200) // Teredo, benchmarking, ORCHID and other IETF ranges
-        || s[0] == 0x2002 // 6to4: reaches an IPv4 address we do not check
-        || s[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible (deprecated)
-        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0]); // discard-only
-    !not_global
+    let bits = u128::from(ip);
+    let global_unicast = bits >> 125 == 0b001;
+    global_unicast
+        && !NOT_GLOBAL_V6
+            .iter()
+            .any(|(net, prefix)| bits >> (128 - prefix) == net >> (128 - prefix))
 }
 
 /// What the relay may connect to.
@@ -239,6 +261,12 @@ mod tests {
             "192.0.2.7",
             "198.18.0.1",
             "203.0.113.9",
+            "192.0.0.9",
+            "192.0.0.170",
+            "192.88.99.1",
+            "198.19.255.255",
+            "198.51.100.1",
+            "0.1.2.3",
         ] {
             assert!(!is_global(ip(s)), "{s} should not be global");
         }
@@ -248,6 +276,10 @@ mod tests {
             "172.32.0.1",
             "100.128.0.1",
             "192.169.0.1",
+            "192.31.196.1",
+            "192.52.193.1",
+            "192.175.48.1",
+            "198.20.0.1",
         ] {
             assert!(is_global(ip(s)), "{s} should be global");
         }
@@ -270,6 +302,20 @@ mod tests {
             "::127.0.0.1",
             "2002:7f00:1::",
             "2001::1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a00:1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::808:808",
+            "100::1",
+            "100:0:0:1::1",
+            "5f00::1",
+            "3fff::1",
+            "3fff:fff::1",
+            "fec0::1",
+            "2001:2::1",
+            "2001:1::1",
+            "::808:808",
+            "4000::1",
         ] {
             assert!(!is_global(ip(s)), "{s} should not be global");
         }
@@ -278,6 +324,10 @@ mod tests {
             "2a00:1450:4001::200e",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "2620:4f:8000::1",
+            "2001:200::1",
+            "3ffe::1",
+            "3fff:1000::1",
         ] {
             assert!(is_global(ip(s)), "{s} should be global");
         }
