@@ -6,7 +6,7 @@
 ------------------------------------------------------------------------------------------
 
 CREATE FUNCTION webhooks.setting_enabled(setting text) RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT coalesce((SELECT value::boolean FROM webhooks.settings WHERE name = setting), false)
 $$;
 
@@ -22,7 +22,7 @@ $$;
 
 -- Expand a subscription (event types and 'category.*' patterns) to event types.
 CREATE FUNCTION webhooks.resolve_event_selection(selection text[]) RETURNS text[]
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     item     text;
     matched  text[];
@@ -70,7 +70,7 @@ $$;
 
 -- Lock an endpoint row for a change, or fail naming the id.
 CREATE FUNCTION webhooks.lock_endpoint(endpoint_id bigint) RETURNS webhooks.endpoints
-LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     locked webhooks.endpoints;
 BEGIN
@@ -88,24 +88,33 @@ $$;
 
 CREATE FUNCTION webhooks.record_history(endpoint_id bigint, action text, detail jsonb DEFAULT '{}')
 RETURNS void
-LANGUAGE sql SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
     INSERT INTO webhooks.endpoint_history (endpoint_id, action, detail) VALUES ($1, $2, $3)
 $$;
 
+-- An operator's own secret must be as hard to guess as a generated one is: at least 24
+-- characters, and at least 128 bits by the Shannon estimate of its characters (length times
+-- the entropy of their frequencies). 'aaaaaaaaaaaaaaaaaaaaaaaa' has 0 bits, a word repeated
+-- has few; 32 random hex digits have 128, a generated secret about 290.
 CREATE FUNCTION webhooks.check_secret(secret text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bits double precision;
 BEGIN
-    IF secret IS NULL OR length(secret) < 16 OR secret <> btrim(secret) THEN
-        RAISE EXCEPTION 'signing secret is too weak (% characters)', coalesce(length(secret), 0)
+    SELECT coalesce(sum(-f.n * log(2, f.n::numeric / length(secret))), 0) INTO bits
+      FROM (SELECT count(*) AS n FROM regexp_split_to_table(secret, '') c GROUP BY c) f;
+    IF secret IS NULL OR length(secret) < 24 OR secret ~ '\s' OR bits < 128 THEN
+        RAISE EXCEPTION 'signing secret is too weak (% characters, about % bits of variety)',
+                        coalesce(length(secret), 0), floor(coalesce(bits, 0))
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Give at least 16 characters without surrounding spaces, or omit the secret to have a strong one generated.';
+                  HINT = 'Give at least 24 characters without spaces and with real variety (128 bits or more: for example 32 random bytes in hex or base64), or omit the secret to have a strong one generated.';
     END IF;
     RETURN secret;
 END
 $$;
 
 CREATE FUNCTION webhooks.check_rate_limit(rate_limit integer) RETURNS integer
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF rate_limit IS NOT NULL AND rate_limit NOT BETWEEN 1 AND 100000 THEN
         RAISE EXCEPTION 'rate limit % is not valid', rate_limit
@@ -117,7 +126,7 @@ END
 $$;
 
 CREATE FUNCTION webhooks.check_failure_window(failure_window interval) RETURNS interval
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF failure_window IS NULL OR failure_window < interval '1 minute' OR failure_window > interval '30 days' THEN
         RAISE EXCEPTION 'failure window % is not valid', coalesce(failure_window::text, 'NULL')
@@ -129,7 +138,7 @@ END
 $$;
 
 CREATE FUNCTION webhooks.checked_url(url text) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT webhooks.check_endpoint_url(url, webhooks.setting_enabled('allow_http'))
 $$;
 
@@ -137,7 +146,7 @@ $$;
 -- awake relay polls, and a NOTIFY would serialise this transaction's commit with every other
 -- notifying commit in the cluster. NOTIFY folds identical notifications of one transaction.
 CREATE FUNCTION webhooks.wake_relay() RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
     IF EXISTS (SELECT FROM webhooks.sleeping_relays r WHERE r.since > now() - interval '5 minutes') THEN
         PERFORM pg_notify('webhooks_work', '');
@@ -145,11 +154,19 @@ BEGIN
 END
 $$;
 
+-- Tell relays, at commit, that an endpoint's URL, secret, rate limit or state changed: a relay
+-- then sends none of the deliveries it holds for it with what its claim said, and hands them
+-- back instead (docs/relay.md, "Configuration changes").
+CREATE FUNCTION webhooks.endpoint_changed(endpoint_id bigint) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT pg_notify('webhooks_endpoint_changed', endpoint_id::text)
+$$;
+
 -- Queue deliveries of logged events to one endpoint; existing ones start a new round. Callers
 -- hold the endpoint's row lock (lock_endpoint), so two replays cannot both insert a pair.
 CREATE FUNCTION webhooks.queue_from_log(endpoint_id bigint, since timestamptz, until timestamptz,
                                         only_types text[]) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     queued integer;
 BEGIN
@@ -189,11 +206,49 @@ END
 $$;
 
 ------------------------------------------------------------------------------------------
+-- Views for operators
+------------------------------------------------------------------------------------------
+
+CREATE VIEW webhooks.endpoint_list AS
+SELECT e.id, e.name, e.description, e.url, e.events,
+       ARRAY(SELECT s.event_type FROM webhooks.subscriptions s WHERE s.endpoint_id = e.id ORDER BY 1) AS event_types,
+       e.status, e.disabled_reason, e.disabled_at, e.rate_limit, e.failure_window, e.failure_threshold,
+       e.created_at, e.updated_at
+  FROM webhooks.endpoints e;
+
+-- The 24-hour counts come from endpoint_activity's hourly rows: the current hour and the 23
+-- before it. Everything here is an index lookup of a few rows per endpoint, however many
+-- deliveries and attempts the endpoint has had.
+CREATE VIEW webhooks.endpoint_status AS
+SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
+       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
+       coalesce(day.succeeded, 0) AS succeeded_24h,
+       coalesce(day.failed, 0) AS failed_24h,
+       (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
+           AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_attempts_in_window,
+       (SELECT max(a.last_attempt_at) FROM webhooks.endpoint_activity a WHERE a.endpoint_id = e.id) AS last_attempt_at
+  FROM webhooks.endpoints e
+  LEFT JOIN LATERAL (
+      SELECT sum(a.succeeded)::bigint AS succeeded, sum(a.failed)::bigint AS failed
+        FROM webhooks.endpoint_activity a
+       WHERE a.endpoint_id = e.id AND a.hour > now() - interval '24 hours') day ON true;
+
+CREATE VIEW webhooks.delivery_log AS
+SELECT d.id AS delivery_id, ev.id AS event_id, ev.event_type, ev.created_at AS event_created_at,
+       e.id AS endpoint_id, e.name AS endpoint_name, d.status AS delivery_status,
+       a.attempt_number, a.started_at, a.duration_ms, a.outcome, a.response_status,
+       a.error, a.request_headers, a.response_body, a.relay_id, d.next_attempt_at
+  FROM webhooks.deliveries d
+  JOIN webhooks.events ev ON ev.id = d.event_id
+  JOIN webhooks.endpoints e ON e.id = d.endpoint_id
+  LEFT JOIN webhooks.attempts a ON a.delivery_id = d.id;
+
+------------------------------------------------------------------------------------------
 -- Settings and catalog
 ------------------------------------------------------------------------------------------
 
 CREATE FUNCTION webhooks.set_setting(name text, value text) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     parsed boolean;
 BEGIN
@@ -212,13 +267,21 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Give ''true'' or ''false''.';
     END IF;
     UPDATE webhooks.settings s SET value = parsed::text, updated_at = now() WHERE s.name = set_setting.name;
+    -- Plain http was allowed when these endpoints were made; from now on it is not, so they
+    -- stop getting requests (resume_endpoint refuses them until their URL is https).
+    IF set_setting.name = 'allow_http' AND NOT parsed THEN
+        PERFORM webhooks.disable_endpoint(e.id, 'plain http is no longer allowed (the allow_http setting was turned off)')
+           FROM webhooks.endpoints e
+          WHERE e.status <> 'disabled' AND e.url LIKE 'http:%'
+          ORDER BY e.id;
+    END IF;
     RETURN parsed::text;
 END
 $$;
 
 CREATE FUNCTION webhooks.list_event_types()
 RETURNS TABLE (name text, category text, description text, addon text, available boolean)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT t.name, t.category, t.description, t.addon,
            t.addon IS NULL OR webhooks.setting_enabled(t.addon || '_addon')
       FROM webhooks.event_types t
@@ -239,7 +302,7 @@ CREATE FUNCTION webhooks.create_endpoint(
     backfill_since timestamptz DEFAULT NULL,
     failure_window interval DEFAULT '24 hours')
 RETURNS TABLE (endpoint_id bigint, signing_secret text)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     types   text[] := webhooks.resolve_event_selection(events);
     created webhooks.endpoints;
@@ -281,9 +344,11 @@ EXCEPTION WHEN unique_violation THEN
 END
 $$;
 
+-- Returns the endpoint as webhooks.endpoint_list shows it: never the secret, which is shown
+-- once, by create_endpoint and rotate_secret.
 CREATE FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb)
-RETURNS webhooks.endpoints
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+RETURNS webhooks.endpoint_list
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     ep  webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
     allowed  text[] := ARRAY['url', 'name', 'description', 'events', 'rate_limit', 'failure_window'];
@@ -347,7 +412,8 @@ BEGIN
      WHERE e.id = ep.id
     RETURNING * INTO ep;
     PERFORM webhooks.record_history(ep.id, 'edited', changes);
-    RETURN ep;
+    PERFORM webhooks.endpoint_changed(ep.id);
+    RETURN (SELECT l FROM webhooks.endpoint_list l WHERE l.id = ep.id);
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'an endpoint named "%" already exists', changes ->> 'name'
         USING ERRCODE = 'unique_violation', HINT = 'Endpoint names are unique; choose another name.';
@@ -355,13 +421,14 @@ END
 $$;
 
 CREATE FUNCTION webhooks.pause_endpoint(endpoint_id bigint) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
 BEGIN
     IF ep.status = 'active' THEN
         UPDATE webhooks.endpoints e SET status = 'paused', updated_at = now() WHERE e.id = ep.id;
         PERFORM webhooks.record_history(ep.id, 'paused');
+        PERFORM webhooks.endpoint_changed(ep.id);
         RETURN 'paused';
     END IF;
     RETURN ep.status;
@@ -369,10 +436,13 @@ END
 $$;
 
 CREATE FUNCTION webhooks.resume_endpoint(endpoint_id bigint) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
 BEGIN
+    -- The URL is checked again under today's settings: plain http may have been turned off
+    -- since it was accepted.
+    PERFORM webhooks.checked_url(ep.url);
     UPDATE webhooks.endpoints e
        SET status = 'active', disabled_reason = NULL, disabled_at = NULL,
            failures_counted_since = now(), updated_at = now()
@@ -386,7 +456,7 @@ $$;
 
 -- Used by the relay (410 Gone, too many failures) and available to admins.
 CREATE FUNCTION webhooks.disable_endpoint(endpoint_id bigint, reason text) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
 BEGIN
@@ -399,13 +469,14 @@ BEGIN
            SET status = 'disabled', disabled_reason = reason, disabled_at = now(), updated_at = now()
          WHERE e.id = ep.id;
         PERFORM webhooks.record_history(ep.id, 'disabled', jsonb_build_object('reason', reason));
+        PERFORM webhooks.endpoint_changed(ep.id);
     END IF;
     RETURN 'disabled';
 END
 $$;
 
 CREATE FUNCTION webhooks.rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
     fresh_secret text := CASE WHEN new_secret IS NULL THEN webhooks.generate_secret()
@@ -414,12 +485,13 @@ BEGIN
     UPDATE webhooks.endpoints e SET secret = fresh_secret, updated_at = now() WHERE e.id = ep.id;
     PERFORM webhooks.record_history(ep.id, 'secret_rotated',
         jsonb_build_object('generated', new_secret IS NULL));
+    PERFORM webhooks.endpoint_changed(ep.id);
     RETURN fresh_secret;
 END
 $$;
 
 CREATE FUNCTION webhooks.delete_endpoint(endpoint_id bigint) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
 BEGIN
@@ -433,11 +505,12 @@ BEGIN
     DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;
     PERFORM webhooks.record_history(ep.id, 'deleted',
         jsonb_build_object('name', ep.name, 'url', ep.url));
+    PERFORM webhooks.endpoint_changed(ep.id);
 END
 $$;
 
 CREATE FUNCTION webhooks.send_test_ping(endpoint_id bigint) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     ep  webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
     event_id bigint;
@@ -460,19 +533,37 @@ $$;
 
 -- Applications call this from their own triggers, so it is on their write path. Like the
 -- tracking triggers it runs as its owner without SET search_path, which would cost every call a
--- save and restore of the path; with the wake-up check of webhooks.wake_relay() inlined (a
--- call with a SET of its own), an emitting transaction uses about 7% less database CPU
--- (docs/benchmarks.md). Every operator and function is named with its schema, so a caller's
--- search_path cannot redirect it (tests/tests/ats_events.rs calls it through look-alikes).
+-- save and restore of the path, and with the wake-up check of webhooks.wake_relay() inlined (a
+-- call with a SET clause of its own). Every relation, operator and function is named with its
+-- schema instead, so a caller's search_path (temporary look-alikes included) cannot redirect
+-- it (tests/tests/ats_events.rs and the look-alike pg_test call it through look-alikes).
+-- Only members of webhooks_emitter may call it: an event is signed with every subscribed
+-- endpoint's secret, so emitting is a right the DBA grants. test.ping is the operator's
+-- (send_test_ping), and an add-on's events exist only while the add-on is enabled.
 CREATE FUNCTION webhooks.emit(event_type text, data jsonb) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
     event_id bigint;
+    known    webhooks.event_types;
 BEGIN
-    IF NOT EXISTS (SELECT FROM webhooks.event_types t WHERE t.name OPERATOR(pg_catalog.=) emit.event_type) THEN
+    SELECT * INTO known FROM webhooks.event_types t WHERE t.name OPERATOR(pg_catalog.=) emit.event_type;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown event type "%"', COALESCE(event_type, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT name FROM webhooks.list_event_types() lists the valid event types.';
+    END IF;
+    IF known.category OPERATOR(pg_catalog.=) 'test' THEN
+        RAISE EXCEPTION 'test.ping cannot be emitted'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'An admin sends a test ping to one endpoint with SELECT webhooks.send_test_ping(endpoint_id).';
+    END IF;
+    IF known.addon IS NOT NULL AND NOT EXISTS (
+           SELECT FROM webhooks.settings s
+            WHERE s.name OPERATOR(pg_catalog.=) (known.addon OPERATOR(pg_catalog.||) '_addon')
+              AND s.value OPERATOR(pg_catalog.=) 'true') THEN
+        RAISE EXCEPTION 'event type "%" needs the % add-on, which is not enabled for this database', event_type, known.addon
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = pg_catalog.format('An admin enables it with SELECT webhooks.set_setting(%L, ''true'').', known.addon OPERATOR(pg_catalog.||) '_addon');
     END IF;
     IF data IS NULL OR pg_catalog.jsonb_typeof(data) OPERATOR(pg_catalog.<>) 'object' THEN
         RAISE EXCEPTION 'event data must be a JSON object, not %', COALESCE(pg_catalog.jsonb_typeof(data), 'NULL')
@@ -505,7 +596,7 @@ $$;
 
 CREATE FUNCTION webhooks.replay(endpoint_id bigint, since timestamptz, until timestamptz DEFAULT now(),
                                 event_types text[] DEFAULT NULL) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
     unknown text;
@@ -526,7 +617,7 @@ END
 $$;
 
 CREATE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
     UPDATE webhooks.deliveries d
        SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL, leased_until = NULL, finished_at = NULL
@@ -539,41 +630,3 @@ BEGIN
     PERFORM webhooks.wake_relay();
 END
 $$;
-
-------------------------------------------------------------------------------------------
--- Views for operators
-------------------------------------------------------------------------------------------
-
-CREATE VIEW webhooks.endpoint_list AS
-SELECT e.id, e.name, e.description, e.url, e.events,
-       ARRAY(SELECT s.event_type FROM webhooks.subscriptions s WHERE s.endpoint_id = e.id ORDER BY 1) AS event_types,
-       e.status, e.disabled_reason, e.disabled_at, e.rate_limit, e.failure_window, e.failure_threshold,
-       e.created_at, e.updated_at
-  FROM webhooks.endpoints e;
-
--- The 24-hour counts come from endpoint_activity's hourly rows: the current hour and the 23
--- before it. Everything here is an index lookup of a few rows per endpoint, however many
--- deliveries and attempts the endpoint has had.
-CREATE VIEW webhooks.endpoint_status AS
-SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
-       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
-       coalesce(day.succeeded, 0) AS succeeded_24h,
-       coalesce(day.failed, 0) AS failed_24h,
-       (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
-           AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_attempts_in_window,
-       (SELECT max(a.last_attempt_at) FROM webhooks.endpoint_activity a WHERE a.endpoint_id = e.id) AS last_attempt_at
-  FROM webhooks.endpoints e
-  LEFT JOIN LATERAL (
-      SELECT sum(a.succeeded)::bigint AS succeeded, sum(a.failed)::bigint AS failed
-        FROM webhooks.endpoint_activity a
-       WHERE a.endpoint_id = e.id AND a.hour > now() - interval '24 hours') day ON true;
-
-CREATE VIEW webhooks.delivery_log AS
-SELECT d.id AS delivery_id, ev.id AS event_id, ev.event_type, ev.created_at AS event_created_at,
-       e.id AS endpoint_id, e.name AS endpoint_name, d.status AS delivery_status,
-       a.attempt_number, a.started_at, a.duration_ms, a.outcome, a.response_status,
-       a.error, a.request_headers, a.response_body, a.relay_id, d.next_attempt_at
-  FROM webhooks.deliveries d
-  JOIN webhooks.events ev ON ev.id = d.event_id
-  JOIN webhooks.endpoints e ON e.id = d.endpoint_id
-  LEFT JOIN webhooks.attempts a ON a.delivery_id = d.id;

@@ -29,7 +29,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.fanout_position', '');
 -- A restore loads the dumped rows into tables CREATE EXTENSION has just filled with its own:
 -- the two settings and the fan-out position. The dumped row replaces the fresh one.
 CREATE FUNCTION webhooks.restore_setting() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
     UPDATE webhooks.settings s SET value = NEW.value, updated_at = NEW.updated_at
      WHERE s.name = NEW.name;
@@ -43,7 +43,7 @@ CREATE TRIGGER restore_setting BEFORE INSERT ON webhooks.settings
 -- nothing, so the row is kept as it was and marked, and fan_out() waits for
 -- resume_after_restore().
 CREATE FUNCTION webhooks.restore_fanout_position() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
     UPDATE webhooks.fanout_position
        SET done = NEW.done, done_by = NEW.done_by, floor = NEW.floor, batch = NEW.batch,
@@ -60,11 +60,11 @@ CREATE TRIGGER restore_fanout_position BEFORE INSERT ON webhooks.fanout_position
 -- is complete and before applications write again: an event logged in between would be read
 -- as one of the dumped cluster's.
 CREATE FUNCTION webhooks.resume_after_restore() RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     made integer;
 BEGIN
-    PERFORM pg_advisory_xact_lock(1701143144);
+    PERFORM webhooks.lock_fan_out(wait => true);
     PERFORM FROM webhooks.fanout_position p WHERE p.restored FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'webhooks.fanout_position does not come from a restore; there is nothing to resume'

@@ -8,14 +8,17 @@
 -- Roles are cluster-wide, so a second database that creates the extension reuses them.
 DO $roles$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'webhooks_admin') THEN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'webhooks_admin') THEN
         CREATE ROLE webhooks_admin NOLOGIN;
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'webhooks_relay') THEN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'webhooks_relay') THEN
         CREATE ROLE webhooks_relay NOLOGIN;
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'webhooks_reader') THEN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'webhooks_reader') THEN
         CREATE ROLE webhooks_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'webhooks_emitter') THEN
+        CREATE ROLE webhooks_emitter NOLOGIN;
     END IF;
 END
 $roles$;
@@ -152,6 +155,7 @@ CREATE TABLE webhooks.deliveries (
     -- A relay's claim: the delivery is not claimed again until leased_until, so a crashed
     -- relay's work comes back by itself. Neither column is indexed, so the claim's update is a
     -- HOT update (no index writes), which matters at thousands of deliveries a second.
+    -- The holder: a digest of the claiming session's lease key (webhooks.lease_holder()).
     leased_by            text,
     leased_until         timestamptz,
     last_response_status integer,
@@ -167,7 +171,7 @@ CREATE TABLE webhooks.deliveries (
 -- row, larger than the queued one (88 bytes) by the expiry and the relay's id. Only when all of
 -- them fit on the page are the leases HOT updates. A lease that spills to another page adds
 -- index entries that every later claim walks past until vacuum: with fillfactor 80, seven
--- leases in ten spilled. 40 leaves room for relay ids of up to 38 bytes (docs/relay.md).
+-- leases in ten spilled. 40 leaves room for a holder of up to 38 bytes; it is 16.
 
 -- The claim walks this per endpoint (oldest due first), so its cost does not grow with the
 -- backlog. The id makes every key unique: one transaction's deliveries share a due time, and

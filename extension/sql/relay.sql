@@ -43,10 +43,53 @@ $$;
 -- Claim
 ------------------------------------------------------------------------------------------
 
+-- Whose lease is whose. Every member of webhooks_relay may claim, so a relay id (which a
+-- relay chooses, and which other relays could guess) cannot be what lets a relay record or
+-- release a delivery. Each session that claims has a lease key: a random UUID's 122 bits,
+-- made by the server and kept in the session's own setting webhooks.lease_key, which no other
+-- session can read. A lease names its holder by a digest of that key (lease_holder), so that
+-- deliveries.leased_by, which operators read, does not give the key away; attempts.relay_id
+-- names the relay. The digest is shorter than most relay ids, so a lease still fits on its
+-- page (see the fillfactor of webhooks.deliveries).
+
+-- The longest lease a claim may take: a lease is how long a crashed relay's work stays parked.
+CREATE FUNCTION webhooks.max_lease() RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN interval '1 hour';
+
+-- This session's lease key: the one given (a relay that reconnects keeps its leases), else
+-- the session's own, made on first use.
+CREATE FUNCTION webhooks.lease_key(reuse text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    key text := coalesce(reuse, nullif(current_setting('webhooks.lease_key', true), ''));
+BEGIN
+    IF reuse IS NOT NULL AND reuse !~ '^[0-9a-f]{32}$' THEN
+        RAISE EXCEPTION 'a lease key is 32 lowercase hex digits, as webhooks.lease_key() made it'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Call webhooks.lease_key() without an argument for a new key; pass back only a key it returned.';
+    END IF;
+    IF reuse IS NULL AND key ~ '^[0-9a-f]{32}$' THEN
+        RETURN key;
+    END IF;
+    IF key IS NULL OR key !~ '^[0-9a-f]{32}$' THEN
+        key := replace(gen_random_uuid()::text, '-', '');
+    END IF;
+    PERFORM set_config('webhooks.lease_key', key, false);
+    RETURN key;
+END
+$$;
+
+-- What deliveries.leased_by holds for this session's leases: 64 bits of the key's SHA-256.
+CREATE FUNCTION webhooks.lease_holder() RETURNS text
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT left(encode(sha256(convert_to(webhooks.lease_key(), 'UTF8')), 'hex'), 16)
+$$;
+
+
 -- The deliveries of events `event_ids`: one per active endpoint subscribed to the event's type
 -- that existed when the event was logged. Returns how many were made.
 CREATE FUNCTION webhooks.make_deliveries(event_ids bigint[]) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     made integer;
 BEGIN
@@ -73,7 +116,7 @@ $$;
 -- plan_cache_mode is reset here because claim_deliveries, which calls this, forces generic
 -- plans: a round's query is better planned for the floor it starts from.
 CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 5000) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks SET plan_cache_mode = auto AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp SET plan_cache_mode = auto AS $$
 DECLARE
     pos      webhooks.fanout_position;
     fresh    boolean;
@@ -94,9 +137,9 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state',
                   HINT = 'Call it outside an explicit transaction, or in one begun with ISOLATION LEVEL READ COMMITTED (the default).';
     END IF;
-    -- An advisory lock rather than the position's row lock: a row lock would give this
-    -- transaction its id before the mark below is read. The key spells 'webh'.
-    IF NOT pg_try_advisory_xact_lock(1701143144) THEN
+    -- Not the position's row lock: a row lock would give this transaction its id before the
+    -- mark below is read. An advisory lock no SQL role can take (extension/src/fan_out_lock.rs).
+    IF NOT webhooks.lock_fan_out(wait => false) THEN
         RETURN 0;
     END IF;
     SELECT * INTO STRICT pos FROM webhooks.fanout_position;
@@ -192,10 +235,22 @@ CREATE FUNCTION webhooks.claim_deliveries(
 -- index lookups for the few rows a claim touches. fan_out(), called first, inherits this; its
 -- statements are index lookups too. JIT is off: the penalty that rules a scan out counts in
 -- the plan's cost, which would have every claim compiled (300 ms) for a few milliseconds of work.
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+DECLARE
+    holder text := webhooks.lease_holder();
 BEGIN
+    IF claim_deliveries.lease IS NULL OR claim_deliveries.lease <= interval '0'
+       OR claim_deliveries.lease > webhooks.max_lease() THEN
+        RAISE EXCEPTION 'lease % is not valid', coalesce(claim_deliveries.lease::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give a lease longer than the request timeout and at most ' || webhooks.max_lease() || ' (webhooks.max_lease()).';
+    END IF;
+    IF coalesce(btrim(claim_deliveries.relay_id), '') = '' THEN
+        RAISE EXCEPTION 'a relay id is required'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the relay, for example its host name and process id.';
+    END IF;
     -- Tracked events committed since the last claim get their deliveries first, so that this
     -- claim can already take them.
     PERFORM webhooks.fan_out(greatest(claim_deliveries.max_deliveries, 1) * 4);
@@ -230,7 +285,7 @@ BEGIN
         -- The rows are found again by their physical address (stable: they are locked), a
         -- TID scan, instead of a join that the planner may turn into a scan of the table.
         UPDATE webhooks.deliveries d
-           SET leased_until = now() + claim_deliveries.lease, leased_by = claim_deliveries.relay_id
+           SET leased_until = now() + claim_deliveries.lease, leased_by = holder
          WHERE d.ctid = ANY (ARRAY(SELECT claimed.ctid FROM claimed))
         RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.leased_until
     )
@@ -256,7 +311,8 @@ $$;
 
 -- The relay's form: one array per field, element i of each describing attempt i. Typed
 -- arrays travel in binary and need no parsing, which matters at thousands of attempts a second.
--- Returns how many of the attempts succeeded, will be retried, and failed for good.
+-- Returns how many of the attempts succeeded, will be retried, and failed for good, and how
+-- many were not recorded because this session holds no live lease on their delivery.
 CREATE FUNCTION webhooks.record_attempts(
     relay_id            text,
     delivery_ids        bigint[],
@@ -269,10 +325,10 @@ CREATE FUNCTION webhooks.record_attempts(
     errors              text[],
     retry_afters_seconds double precision[],
     permanents          boolean[]
-) RETURNS TABLE (succeeded integer, retried integer, failed integer)
+) RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
 -- Index lookups only, whatever the size of the tables when the relay's connection cached the
 -- plan, and no JIT (see claim_deliveries).
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
     n               integer := coalesce(cardinality(delivery_ids), 0);
@@ -280,6 +336,8 @@ DECLARE
     gone_endpoints  bigint[];
     retry_endpoints bigint[];
     failing         record;
+    holder          text := webhooks.lease_holder();
+    recorded        integer;
 BEGIN
     IF EXISTS (SELECT FROM unnest(ARRAY[cardinality(attempt_numbers), cardinality(started_ats),
                                         cardinality(durations_ms), cardinality(headers),
@@ -334,23 +392,14 @@ BEGIN
          -- leaves the index's statistics saying it is empty until the next one, whatever has
          -- been queued since, and scanning it then looked cheapest. It read the whole backlog
          -- for every batch recorded (a drain of 100,000 took 26 s instead of 3).
+         -- Only what this session holds under a live lease: a relay cannot record an
+         -- attempt at a delivery it did not claim, or whose lease another relay has taken over
+         -- since. Such reports are counted as not_held and nothing of them is kept.
          WHERE d.id = r.delivery_id AND d.status NOT IN ('succeeded', 'failed')
+           AND d.leased_by = holder AND d.leased_until > now()
         RETURNING r.*, d.endpoint_id, r.outcome <> 'retry' AS finished
-    ), late AS (
-        -- The other attempts: at a delivery that was no longer pending (its lease ran out and
-        -- another relay finished it meanwhile), or a second one in the batch. They are logged
-        -- too, under a KEY SHARE row lock, which delete_endpoint waits for as it does for the
-        -- update's. A delivery deleted with its endpoint meanwhile has nothing left to record
-        -- into.
-        SELECT r.*, d.endpoint_id, false AS finished
-          FROM reported r
-          JOIN webhooks.deliveries d ON d.id = r.delivery_id
-         WHERE r.ordinal NOT IN (SELECT m.ordinal FROM moved m)
-           FOR KEY SHARE OF d
     ), attempted AS (
         SELECT * FROM moved
-        UNION ALL
-        SELECT * FROM late
     ), logged AS (
         INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at,
                                        duration_ms, request_headers, response_status,
@@ -412,8 +461,9 @@ BEGIN
     RETURN QUERY
     SELECT count(*) FILTER (WHERE o = 'succeeded')::integer,
            count(*) FILTER (WHERE o = 'retry')::integer,
-           count(*) FILTER (WHERE o = 'failed')::integer
-      FROM unnest(outcomes) o;
+           count(*) FILTER (WHERE o = 'failed')::integer,
+           (n - count(o))::integer
+      FROM unnest(coalesce(outcomes, '{}')) o;
 END
 $$;
 
@@ -422,8 +472,8 @@ $$;
 --    "response_status", "response_body", "error", "retry_after_seconds", "permanent"},
 -- unpacked into the arrays above.
 CREATE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb)
-RETURNS TABLE (succeeded integer, retried integer, failed integer)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
     IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
         RAISE EXCEPTION 'attempts must be a JSON array, not %', coalesce(jsonb_typeof(attempts), 'NULL')
@@ -450,19 +500,23 @@ END
 $$;
 
 -- Hand leased deliveries back unattempted (shutdown, or a rate limit that would outlast the
--- lease): they become due after delay_ms and no attempt is counted.
+-- lease): they become due after delay_ms (at most a day) and no attempt is counted. Only
+-- deliveries this session holds under a live lease.
 CREATE FUNCTION webhooks.release_deliveries(relay_id text, delivery_ids bigint[],
                                             delay_ms double precision[] DEFAULT NULL)
 RETURNS integer
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
-    WITH released AS (
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    WITH me AS (
+        SELECT webhooks.lease_holder() AS holder
+    ), released AS (
         UPDATE webhooks.deliveries d
-           SET next_attempt_at = now() + make_interval(secs => coalesce(x.delay_ms, 0) / 1000.0),
+           SET next_attempt_at = now() + make_interval(secs => least(greatest(coalesce(x.delay_ms, 0), 0), 86400000) / 1000.0),
                leased_by = NULL, leased_until = NULL
-          FROM unnest(delivery_ids, delay_ms) AS x(delivery_id, delay_ms)
+          FROM unnest(delivery_ids, delay_ms) AS x(delivery_id, delay_ms), me
          -- Still pending (as in record_attempts, not in deliveries_due's own words).
          WHERE d.id = x.delivery_id AND d.status NOT IN ('succeeded', 'failed')
-           AND d.leased_by = release_deliveries.relay_id
+           AND d.leased_by = me.holder
+           AND d.leased_until > now()
         RETURNING 1
     )
     SELECT count(*)::integer FROM released
@@ -470,7 +524,7 @@ $$;
 
 -- A relay going to sleep (registers, or refreshes its registration) or waking up.
 CREATE FUNCTION webhooks.set_relay_asleep(relay_id text, asleep boolean) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
     DELETE FROM webhooks.sleeping_relays s WHERE s.relay_id = $1 AND NOT $2;
     INSERT INTO webhooks.sleeping_relays (relay_id) SELECT $1 WHERE $2
         ON CONFLICT ON CONSTRAINT sleeping_relays_pkey DO UPDATE SET since = now();
@@ -479,7 +533,7 @@ $$;
 -- Queue depth and disabled endpoints, for the relay's /metrics.
 CREATE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint,
                                      OUT awaiting_fan_out bigint)
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT count(*) FILTER (WHERE d.next_attempt_at <= now() AND coalesce(d.leased_until <= now(), true)),
            count(*) FILTER (WHERE d.next_attempt_at > now() OR d.leased_until > now()),
            (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled'),
@@ -495,7 +549,7 @@ $$;
 -- Skip the wait: retries (of one endpoint, or all) become due now. For use after a receiver
 -- is fixed; the tests also use it to walk the retry schedule without waiting hours.
 CREATE FUNCTION webhooks.retry_now(endpoint_id bigint DEFAULT NULL) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     moved integer;
 BEGIN

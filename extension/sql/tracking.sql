@@ -34,8 +34,8 @@ INSERT INTO webhooks.table_kinds VALUES
 
 -- The columns candidate and job posting payloads read.
 CREATE FUNCTION webhooks.people_columns(kind text) RETURNS text[]
-LANGUAGE sql IMMUTABLE RETURN CASE kind WHEN 'candidates' THEN '{id,name,email}'::text[]
-                                        WHEN 'job_postings' THEN '{id,title}'::text[] END;
+LANGUAGE sql IMMUTABLE RETURN CASE kind WHEN 'candidates' THEN '{id,name,email}'::pg_catalog.text[]
+                                        WHEN 'job_postings' THEN '{id,title}'::pg_catalog.text[] END;
 
 CREATE TABLE webhooks.tracked_tables (
     table_name       regclass PRIMARY KEY,
@@ -48,7 +48,7 @@ CREATE TABLE webhooks.tracked_tables (
 
 -- Fail, listing every missing column, unless tbl has all of columns.
 CREATE FUNCTION webhooks.require_columns(tbl regclass, role text, columns text[]) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     missing text[];
 BEGIN
@@ -67,22 +67,47 @@ BEGIN
 END
 $$;
 
+-- Tracking a table sends its rows, and the people they name, to every subscribed endpoint, so
+-- only the table's owner (or a member of the owning role) may track or untrack it, and only
+-- with people tables that owner may read (check_trackable). A temporary table is nobody's
+-- hiring data and vanishes with its session: it is refused.
+CREATE FUNCTION webhooks.check_may_track(table_name regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    owner       oid;
+    persistence "char";
+BEGIN
+    SELECT c.relowner, c.relpersistence INTO owner, persistence
+      FROM pg_class c WHERE c.oid = table_name AND c.relkind IN ('r', 'p');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not a table', coalesce(table_name::text, 'NULL')
+            USING ERRCODE = 'wrong_object_type', HINT = 'Track a plain or partitioned table.';
+    END IF;
+    IF NOT pg_has_role(webhooks.session_role(), owner, 'USAGE') THEN
+        RAISE EXCEPTION 'only the owner of % (role %) may track or untrack it', table_name, pg_get_userbyid(owner)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Run it as %s or a member of that role, or ask its owner to.', quote_ident(pg_get_userbyid(owner)));
+    END IF;
+    IF persistence = 't' THEN
+        RAISE EXCEPTION '% is a temporary table', table_name
+            USING ERRCODE = 'wrong_object_type', HINT = 'Track the permanent table that holds the data.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION webhooks.track(table_name regclass, kind text DEFAULT NULL,
                                candidates regclass DEFAULT NULL,
                                job_postings regclass DEFAULT NULL) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     schema_name text;
     relname     text;
     spec        webhooks.table_kinds;
 BEGIN
+    PERFORM webhooks.check_may_track(table_name);
     SELECT n.nspname, c.relname INTO schema_name, relname
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = table_name AND c.relkind IN ('r', 'p');
-    IF NOT FOUND THEN
-        RAISE EXCEPTION '% is not a table', table_name
-            USING ERRCODE = 'wrong_object_type', HINT = 'Track a plain or partitioned table.';
-    END IF;
+     WHERE c.oid = table_name;
     SELECT * INTO spec FROM webhooks.table_kinds k WHERE k.kind = coalesce(track.kind, relname);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'cannot tell what kind of table % is', table_name
@@ -122,10 +147,11 @@ END
 $$;
 
 CREATE FUNCTION webhooks.untrack(table_name regclass, if_tracked boolean DEFAULT false) RETURNS boolean
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     tracked webhooks.tracked_tables;
 BEGIN
+    PERFORM webhooks.check_may_track(table_name);
     DELETE FROM webhooks.tracked_tables t WHERE t.table_name = untrack.table_name RETURNING * INTO tracked;
     IF NOT FOUND THEN
         IF if_tracked THEN
@@ -141,7 +167,7 @@ $$;
 
 -- Track every table of the reference schema (sql/ats_schema.sql) found in schema_name.
 CREATE FUNCTION webhooks.track_ats(schema_name text DEFAULT 'ats') RETURNS SETOF text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     k webhooks.table_kinds;
     found_any boolean := false;

@@ -9,7 +9,9 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 mod errors;
+mod fan_out_lock;
 mod secret;
+mod session_role;
 mod tracking;
 mod url_check;
 
@@ -23,11 +25,20 @@ extension_sql_file!(
         secret::generate_secret
     ]
 );
-extension_sql_file!("../sql/relay.sql", name = "relay", requires = ["api"]);
+extension_sql_file!(
+    "../sql/relay.sql",
+    name = "relay",
+    requires = ["api", fan_out_lock::lock_fan_out]
+);
 extension_sql_file!(
     "../sql/tracking.sql",
     name = "tracking",
-    requires = ["relay", tracking::track_changes, tracking::check_trackable]
+    requires = [
+        "relay",
+        tracking::track_changes,
+        tracking::check_trackable,
+        session_role::session_role
+    ]
 );
 extension_sql_file!(
     "../sql/backup.sql",
@@ -55,6 +66,7 @@ mod tests {
     include!("tests/privileges.rs");
     include!("tests/relay.rs");
     include!("tests/secrets.rs");
+    include!("tests/security.rs");
     include!("tests/tracking.rs");
 }
 

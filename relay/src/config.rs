@@ -143,6 +143,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl Config {
     /// Checks that involve more than one flag.
     pub fn validate(&self) -> Result<(), String> {
+        if self.lease > Duration::from_secs(3600) {
+            return Err(format!(
+                "--lease ({:?}) must be at most 1h: the database refuses longer leases (webhooks.max_lease())",
+                self.lease
+            ));
+        }
         if self.lease < self.request_timeout + Duration::from_secs(5) {
             return Err(format!(
                 "--lease ({:?}) must be at least 5s longer than --request-timeout ({:?}), or another relay could send a delivery that is still in flight",

@@ -43,6 +43,9 @@ pub struct Target {
     pub destination: Result<Destination, String>,
     pub key: SigningKey,
     pub rate_limit: Option<i32>,
+    /// `ConfigChanges::epoch()` before the claim that read this: the endpoint has changed
+    /// since if a change was recorded after it.
+    pub config_epoch: u64,
 }
 
 /// One attempt as `webhooks.record_attempts` takes it.
@@ -111,6 +114,10 @@ pub struct Outcomes {
     pub succeeded: u64,
     pub retried: u64,
     pub failed: u64,
+    /// Attempts at deliveries this relay no longer held under a live lease (it stalled past
+    /// the lease, or lost the connection long enough for another relay to take them over):
+    /// the database keeps nothing of them.
+    pub not_held: u64,
 }
 
 /// Queue depth for /metrics.
@@ -127,14 +134,22 @@ pub struct Database {
     url: String,
     relay_id: String,
     session: Mutex<Option<Arc<Session>>>,
+    lease_key: Arc<LeaseKey>,
 }
 
+/// The lease key the database gave this relay's first session (`webhooks.lease_key()`). Only
+/// a session with this key may record or release the relay's leases, so every other session
+/// of the relay (the recorder's, and any after a reconnect) takes the same key.
+#[derive(Default)]
+pub struct LeaseKey(Mutex<Option<String>>);
+
 impl Database {
-    pub fn new(url: String, relay_id: String) -> Self {
+    pub fn new(url: String, relay_id: String, lease_key: Arc<LeaseKey>) -> Self {
         Database {
             url,
             relay_id,
             session: Mutex::new(None),
+            lease_key,
         }
     }
 
@@ -164,6 +179,17 @@ impl Database {
             .batch_execute("SET synchronous_commit = off")
             .await
             .context("setting synchronous_commit for the relay's session")?;
+        {
+            // Held while the key is asked for, so that two sessions connecting at once
+            // share the first one's key.
+            let mut known_key = self.lease_key.0.lock().await;
+            let key: String = client
+                .query_one("SELECT webhooks.lease_key($1)", &[&*known_key])
+                .await
+                .context("taking this relay's lease key (webhooks.lease_key)")?
+                .get(0);
+            *known_key = Some(key);
+        }
         let prepare = |sql: &'static str| {
             let client = &client;
             async move {
@@ -206,6 +232,7 @@ impl Database {
         lease: Duration,
         per_endpoint: u32,
         busy: &[(i64, i32)],
+        config_epoch: u64,
     ) -> anyhow::Result<Vec<Claimed>> {
         let session = self.session().await?;
         let (busy_endpoints, busy_counts): (Vec<i64>, Vec<i32>) = busy.iter().copied().unzip();
@@ -249,6 +276,7 @@ impl Database {
                         destination: Destination::parse(url),
                         key: SigningKey::new(row.get(claim_column::SECRET)),
                         rate_limit: row.get(claim_column::RATE_LIMIT),
+                        config_epoch,
                     })
                 });
         }
@@ -312,6 +340,7 @@ impl Database {
             succeeded: count(0),
             retried: count(1),
             failed: count(2),
+            not_held: count(3),
         })
     }
 

@@ -1,7 +1,9 @@
 //! The executor: one claimed delivery becomes one signed POST (or, if it cannot be sent in
 //! time, a release back to the queue), reported to the recorder either way. A delivery waits
-//! for its endpoint's rate limit, then for one of `--concurrency` request slots.
+//! for its endpoint's rate limit, then for one of `--concurrency` request slots; if its
+//! endpoint's configuration changed meanwhile, it goes back to the queue unsent.
 
+use crate::config_changes::ConfigChanges;
 use crate::db::{AttemptReport, Claimed, Release};
 use crate::headers::SentHeaders;
 use crate::http::{Exchange, HttpClient};
@@ -31,6 +33,7 @@ pub struct Executor {
     /// Requests on the wire at once (`--concurrency`). The relay holds more deliveries than
     /// this, claimed ahead in large batches, and they wait here for a slot.
     pub requests: Semaphore,
+    pub config_changes: std::sync::Arc<ConfigChanges>,
 }
 
 /// Time kept in hand between the end of a request and the end of its lease.
@@ -55,6 +58,19 @@ impl Executor {
             Err(handed_back) => return handed_back,
         };
         if shutdown.is_requested() {
+            return release(&job, Duration::ZERO);
+        }
+        // The last moment before the request: a URL, secret or state changed since the claim
+        // must not be used (claimed again, the delivery gets what the endpoint is now).
+        if self
+            .config_changes
+            .changed_since(job.endpoint_id, job.endpoint.config_epoch)
+        {
+            tracing::debug!(
+                delivery_id = job.delivery_id,
+                endpoint_id = job.endpoint_id,
+                "endpoint changed since the claim; handing the delivery back"
+            );
             return release(&job, Duration::ZERO);
         }
         // Boxed: the request's future is most of a delivery's state, and a delivery task is

@@ -3,6 +3,7 @@
 //! batch_size` deliveries: the requests on the wire (the executor's slots) and a batch claimed
 //! ahead, so that claims stay large however few requests are in flight.
 
+use crate::config_changes::ConfigChanges;
 use crate::db::Database;
 use crate::deliver::{Executor, Report};
 use crate::in_flight::{InFlight, Pace};
@@ -17,6 +18,7 @@ pub struct Dispatcher {
     pub db: Arc<Database>,
     pub executor: Arc<Executor>,
     pub limits: EndpointLimits,
+    pub config_changes: Arc<ConfigChanges>,
     pub state: Arc<RelayState>,
     pub reports: mpsc::Sender<Report>,
     pub concurrency: u32,
@@ -125,6 +127,8 @@ impl Dispatcher {
                     backlog: true,
                 });
             }
+            // Before the claim: a change that commits while it is under way counts as after it.
+            let config_epoch = self.config_changes.epoch();
             let claimed = self
                 .db
                 .claim(
@@ -132,6 +136,7 @@ impl Dispatcher {
                     self.lease,
                     self.per_endpoint,
                     &self.limits.busy(),
+                    config_epoch,
                 )
                 .await?;
             let full = claimed.len() == room;

@@ -4,6 +4,7 @@
 //! health server. A shutdown signal stops them in that order and the process exits 0.
 
 mod config;
+mod config_changes;
 mod db;
 mod deliver;
 mod dispatcher;
@@ -70,9 +71,12 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     )
     .context("setting up the HTTPS client")?;
 
+    let lease_key = Arc::new(db::LeaseKey::default());
+    let config_changes = Arc::new(config_changes::ConfigChanges::default());
     let db = Arc::new(db::Database::new(
         config.database_url.clone(),
         relay_id.clone(),
+        lease_key.clone(),
     ));
     if let Some(addr) = config.health_addr.0 {
         let bound = health::serve(addr, state.clone(), db.clone(), shutdown.clone()).await?;
@@ -84,6 +88,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         config.database_url.clone(),
         config.max_reconnect_delay,
         wake.clone(),
+        config_changes.clone(),
         state.clone(),
         shutdown.clone(),
     ));
@@ -97,6 +102,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let recorder_db = Arc::new(db::Database::new(
         config.database_url.clone(),
         relay_id.clone(),
+        lease_key,
     ));
     let recorder = tokio::spawn(recorder::run(
         recorder_db,
@@ -114,7 +120,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
             user_agent: hyper::header::HeaderValue::from_str(&config.user_agent)
                 .context("--user-agent")?,
             requests: tokio::sync::Semaphore::new(config.concurrency as usize),
+            config_changes: config_changes.clone(),
         }),
+        config_changes,
         limits: limits::EndpointLimits::default(),
         state: state.clone(),
         reports,

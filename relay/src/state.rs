@@ -25,6 +25,8 @@ pub struct Counters {
     pub retried: AtomicU64,
     pub failed: AtomicU64,
     pub released: AtomicU64,
+    /// Attempts the database did not record: the relay no longer held their lease.
+    pub not_held: AtomicU64,
 }
 
 impl Counters {
@@ -72,6 +74,13 @@ impl RelayState {
         c.succeeded.fetch_add(outcomes.succeeded, Ordering::Relaxed);
         c.retried.fetch_add(outcomes.retried, Ordering::Relaxed);
         c.failed.fetch_add(outcomes.failed, Ordering::Relaxed);
+        c.not_held.fetch_add(outcomes.not_held, Ordering::Relaxed);
+        if outcomes.not_held > 0 {
+            tracing::warn!(
+                not_held = outcomes.not_held,
+                "attempts not recorded: their leases had run out or were no longer this relay's (the deliveries are sent again)"
+            );
+        }
         for attempt in attempts {
             let seconds = attempt.duration_ms / 1000.0;
             if let Some(i) = LATENCY_BUCKETS.iter().position(|le| seconds <= *le) {
@@ -96,10 +105,12 @@ impl RelayState {
         use std::fmt::Write;
         let [succeeded, retried, failed, released] = self.counters.snapshot();
         let _ = writeln!(out, "# HELP webhook_relay_attempts_total Delivery attempts recorded, by what they meant for their delivery.\n# TYPE webhook_relay_attempts_total counter");
+        let not_held = self.counters.not_held.load(Ordering::Relaxed);
         for (outcome, n) in [
             ("succeeded", succeeded),
             ("retry", retried),
             ("failed", failed),
+            ("not_held", not_held),
         ] {
             let _ = writeln!(
                 out,

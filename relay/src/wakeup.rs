@@ -1,6 +1,8 @@
 //! The LISTEN connection: turns the extension's `webhooks_work` notifications into wake-ups
-//! for the dispatcher, and reconnects with backoff when the database goes away.
+//! for the dispatcher and its `webhooks_endpoint_changed` notifications into configuration
+//! changes (`config_changes`), and reconnects with backoff when the database goes away.
 
+use crate::config_changes::{self, ConfigChanges};
 use crate::shutdown::Shutdown;
 use crate::state::RelayState;
 use futures_util::{stream, StreamExt};
@@ -17,13 +19,14 @@ pub async fn listen_forever(
     database_url: String,
     max_delay: Duration,
     wake: Arc<Notify>,
+    changes: Arc<ConfigChanges>,
     state: Arc<RelayState>,
     mut shutdown: Shutdown,
 ) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_requested() {
         let outcome = tokio::select! {
-            r = listen_once(&database_url, &wake, &state) => r,
+            r = listen_once(&database_url, &wake, &changes, &state) => r,
             _ = shutdown.requested() => break,
         };
         // A connection that got as far as listening starts the next outage's backoff afresh.
@@ -48,7 +51,12 @@ pub async fn listen_forever(
 }
 
 /// One connection's life: connect, check the extension, LISTEN, forward notifications.
-async fn listen_once(url: &str, wake: &Notify, state: &RelayState) -> anyhow::Result<()> {
+async fn listen_once(
+    url: &str,
+    wake: &Notify,
+    changes: &ConfigChanges,
+    state: &RelayState,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let (client, mut connection) = tokio_postgres::connect(url, NoTls)
         .await
@@ -64,7 +72,12 @@ async fn listen_once(url: &str, wake: &Notify, state: &RelayState) -> anyhow::Re
             .await?
             .map(|row| row.get(0));
         let version = version.context("extension pg_webhooks is not installed in this database (CREATE EXTENSION pg_webhooks)")?;
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client
+            .batch_execute(&format!(
+                "LISTEN {CHANNEL}; LISTEN {}",
+                config_changes::CHANNEL
+            ))
+            .await?;
         anyhow::Ok(version)
     };
     // The connection must be polled while the setup queries run.
@@ -76,11 +89,17 @@ async fn listen_once(url: &str, wake: &Notify, state: &RelayState) -> anyhow::Re
         },
     };
     state.set_database_connected(true);
+    // Changes made while no connection listened went unheard: whatever was claimed before now
+    // is checked again.
+    changes.record_all();
     tracing::info!(extension_version = %version, channel = CHANNEL, "connected and listening");
     wake.notify_one();
 
     while let Some(message) = messages.next().await {
         match message.context("PostgreSQL connection failed")? {
+            AsyncMessage::Notification(n) if n.channel() == config_changes::CHANNEL => {
+                changes.record_notification(n.payload())
+            }
             AsyncMessage::Notification(_) => wake.notify_one(),
             AsyncMessage::Notice(notice) => tracing::debug!(%notice, "notice from PostgreSQL"),
             _ => {}

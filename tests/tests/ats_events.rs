@@ -237,6 +237,7 @@ async fn a_writer_whose_search_path_leads_to_look_alikes_cannot_hijack_the_trigg
          CREATE SCHEMA trap AUTHORIZATION ats_app;
          GRANT USAGE ON SCHEMA ats TO ats_app;
          GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA ats TO ats_app;
+         GRANT webhooks_emitter TO ats_app;
          ALTER ROLE ats_app SET search_path = trap, pg_catalog;",
     )
     .await

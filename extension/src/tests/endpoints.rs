@@ -23,10 +23,10 @@ fn create_returns_id_and_generated_secret_and_records_history() {
 fn create_keeps_an_own_secret_name_and_rate_limit() {
     let id = one::<i64>(
         "SELECT endpoint_id FROM webhooks.create_endpoint('https://hooks.test/b', ARRAY['offer.accepted'],
-             name => 'ATS Sync Production', secret => 'my-own-secret-0123456789', rate_limit => 5)",
+             name => 'ATS Sync Production', secret => 'Kq3v9ZtW0pLx7bNf2RmYc8HdJs6A', rate_limit => 5)",
     );
     let row = one::<String>(&format!("SELECT name || '|' || secret || '|' || rate_limit FROM webhooks.endpoints WHERE id = {id}"));
-    assert_eq!(row, "ATS Sync Production|my-own-secret-0123456789|5");
+    assert_eq!(row, "ATS Sync Production|Kq3v9ZtW0pLx7bNf2RmYc8HdJs6A|5");
 }
 
 #[pg_test]
@@ -56,7 +56,7 @@ fn create_refuses_bad_input_naming_the_value() {
     expect_error(&create("'https://', ARRAY['offer.accepted']"), "is not a valid URL", "absolute URL");
     expect_error(&create("'https://u:p@hooks.test/', ARRAY['offer.accepted']"), "contains a user name or password", "signature");
     expect_error(&create("'https://hooks.test/x', ARRAY['offer.accepted'], rate_limit => 0"), "rate limit 0 is not valid", "between 1 and 100000");
-    expect_error(&create("'https://hooks.test/x', ARRAY['offer.accepted'], secret => 'short'"), "too weak (5 characters)", "at least 16");
+    expect_error(&create("'https://hooks.test/x', ARRAY['offer.accepted'], secret => 'short'"), "too weak (5 characters", "at least 24");
     expect_error(&create("'https://hooks.test/x', ARRAY['offer.accepted'], failure_window => '1 second'"), "failure window 00:00:01 is not valid", "24 hours");
     endpoint("taken", "ARRAY['offer.accepted']");
     expect_error(&create("'https://hooks.test/x', ARRAY['offer.accepted'], name => 'taken'"), "named \"taken\" already exists", "unique");
@@ -151,8 +151,8 @@ fn rotate_secret_replaces_it_at_once() {
     let new = one::<String>(&format!("SELECT webhooks.rotate_secret({id})"));
     assert_ne!(new, old);
     assert_eq!(one::<String>(&format!("SELECT secret FROM webhooks.endpoints WHERE id = {id}")), new);
-    assert_eq!(one::<String>(&format!("SELECT webhooks.rotate_secret({id}, 'mine-mine-mine-mine')")), "mine-mine-mine-mine");
-    expect_error(&format!("SELECT webhooks.rotate_secret({id}, 'tiny')"), "too weak", "at least 16");
+    assert_eq!(one::<String>(&format!("SELECT webhooks.rotate_secret({id}, 'u7F2kQ9xLp3ZrB8mW1tYc6NvJd4H')")), "u7F2kQ9xLp3ZrB8mW1tYc6NvJd4H");
+    expect_error(&format!("SELECT webhooks.rotate_secret({id}, 'tiny')"), "too weak", "at least 24");
     assert_eq!(count(&format!("webhooks.endpoint_history WHERE endpoint_id = {id} AND action = 'secret_rotated'")), 2);
     assert_eq!(count("webhooks.endpoint_history WHERE detail::text LIKE '%mine-mine%'"), 0, "history never holds secrets");
 }
@@ -162,6 +162,7 @@ fn delete_removes_endpoint_deliveries_and_attempts_but_keeps_the_log() {
     let id = endpoint("d", "ARRAY['offer.accepted']");
     let keep = endpoint("keep", "ARRAY['offer.accepted']");
     run("SELECT webhooks.emit('offer.accepted', '{\"id\": 1}')");
+    claim_all();
     run(
         "SELECT webhooks.record_attempts('r', array_agg(id), array_agg(1), array_agg(now()), array_agg(12.5::float8),
             array_agg('{}'::json), array_agg(500), array_agg(NULL::text), array_agg(NULL::text),

@@ -143,6 +143,7 @@ fn operator_views_count_per_endpoint_and_show_attempts() {
     let id = endpoint("ops", "ARRAY['offer.*']");
     run("SELECT webhooks.emit('offer.accepted', '{}'), webhooks.emit('offer.declined', '{}'), webhooks.emit('offer.revised', '{}')");
     // The first succeeds, the second fails for good (a relay-refused URL), the third waits.
+    claim_all();
     run("SELECT webhooks.record_attempts('r', array_agg(id ORDER BY id), ARRAY[1, 1], ARRAY[now(), now()],
             ARRAY[8.25, 10000]::float8[], ARRAY['{\"X-Webhook-Event\": \"offer.accepted\"}', '{}']::json[],
             ARRAY[200, NULL], ARRAY[NULL, NULL]::text[], ARRAY[NULL, 'refused']::text[], ARRAY[NULL, NULL]::float8[],
@@ -165,6 +166,7 @@ fn endpoint_status_reads_no_finished_delivery_and_no_attempt() {
     // same after a day of a million deliveries as after ten.
     let id = endpoint("busy", "ARRAY['offer.accepted']");
     run("SELECT count(webhooks.emit('offer.accepted', jsonb_build_object('id', g))) FROM generate_series(1, 300) g");
+    claim_all();
     run("SELECT webhooks.record_attempts('r', array_agg(id), array_agg(1), array_agg(now()), array_agg(2.0::float8),
             array_agg('{}'::json), array_agg(CASE WHEN n % 3 = 0 THEN 404 ELSE 200 END), array_agg(NULL::text),
             array_agg(NULL::text), array_agg(NULL::float8), array_agg(false))

@@ -1,5 +1,5 @@
-// What each role may do: admin manages, relay reads secrets, reader never sees them,
-// applications only emit.
+// What each role may do: admin manages, relay claims and records, reader reads, emitter emits;
+// nobody but create_endpoint and rotate_secret ever shows a secret.
 
 #[pg_test]
 fn roles_get_exactly_their_rights() {
@@ -24,12 +24,20 @@ fn roles_get_exactly_their_rights() {
     assert!(!succeeds_as("webhooks_reader", create));
     assert!(!succeeds_as("webhooks_reader", &format!("SELECT webhooks.rotate_secret({id})")));
 
-    assert!(succeeds_as("webhooks_relay", "SELECT id, url, secret FROM webhooks.endpoints"));
-    assert!(succeeds_as("webhooks_relay", &format!("SELECT webhooks.disable_endpoint({id}, 'gone')")));
+    assert!(!succeeds_as("webhooks_admin", "SELECT secret FROM webhooks.endpoints"));
+    assert!(succeeds_as("webhooks_admin", "SELECT id, url, status FROM webhooks.endpoints"));
+    for table in ["endpoints", "events", "settings", "deliveries", "attempts", "subscriptions"] {
+        assert!(!succeeds_as("webhooks_relay", &format!("SELECT 1 FROM webhooks.{table}")), "relay reads {table}");
+    }
+    assert!(!succeeds_as("webhooks_relay", &format!("SELECT webhooks.disable_endpoint({id}, 'gone')")));
+    assert!(succeeds_as("webhooks_relay", "SELECT * FROM webhooks.claim_deliveries('r', 10, interval '1 minute')"));
     assert!(!succeeds_as("webhooks_relay", create));
     assert!(!succeeds_as("webhooks_relay", "SELECT webhooks.set_setting('allow_http', 'true')"));
 
-    assert!(succeeds_as("app_writer", "SELECT webhooks.emit('offer.accepted', '{}')"));
+    assert!(!succeeds_as("app_writer", "SELECT webhooks.emit('offer.accepted', '{}')"));
+    run("CREATE ROLE app_emitter IN ROLE webhooks_emitter");
+    assert!(succeeds_as("app_emitter", "SELECT webhooks.emit('offer.accepted', '{}')"));
+    assert!(!succeeds_as("app_emitter", "SELECT * FROM webhooks.events"));
     assert!(!succeeds_as("app_writer", "SELECT * FROM webhooks.endpoints"));
     assert!(!succeeds_as("app_writer", "SELECT * FROM webhooks.endpoint_list"));
     assert!(!succeeds_as("app_writer", "SELECT * FROM webhooks.events"));
@@ -41,7 +49,6 @@ fn roles_get_exactly_their_rights() {
 fn an_application_trigger_emits_for_a_role_without_any_webhooks_rights() {
     endpoint("trig", "ARRAY['application.submitted']");
     run("REVOKE USAGE ON SCHEMA webhooks FROM PUBLIC");
-    run("REVOKE EXECUTE ON FUNCTION webhooks.emit(text, jsonb) FROM PUBLIC");
     run("CREATE ROLE clerk");
     run("CREATE TABLE public.apps (id int PRIMARY KEY)");
     run("GRANT INSERT ON public.apps TO clerk");

@@ -65,3 +65,19 @@ fn succeeds_as(role: &str, stmt: &str) -> bool {
         Some(e) => panic!("{stmt} as {role}: unexpected error {e:?}"),
     }
 }
+
+/// Lease every due delivery to this session, as a relay's claim does: a relay records and
+/// releases only deliveries its session holds.
+fn claim_all() -> i64 {
+    count("webhooks.claim_deliveries('r', 100000, interval '10 minutes', 100000)")
+}
+
+/// Record one attempt at `delivery` answered with `status`, as a relay reports it; returns
+/// "succeeded,retried,failed,not_held".
+fn report_attempt(delivery: i64, status: i32) -> String {
+    one::<String>(&format!(
+        r#"SELECT concat_ws(',', succeeded, retried, failed, not_held) FROM webhooks.record_attempts('r', '[{{
+            "delivery_id": {delivery}, "attempt_number": 1, "started_at": "2026-11-30T10:00:00Z",
+            "duration_ms": 4, "response_status": {status}}}]')"#
+    ))
+}

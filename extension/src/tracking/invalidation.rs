@@ -1,7 +1,9 @@
 //! When the tracker's per-backend caches (column positions, people-table probes) must be
 //! rebuilt: a generation number that moves whenever PostgreSQL invalidates a relation's cache
 //! entry in this backend. Renaming, dropping or adding a column, creating or dropping an
-//! index, or re-creating the extension all do; row writes do not.
+//! index, or re-creating the extension all do; so do GRANT and REVOKE on a table (they rewrite
+//! its pg_class row) and, through the role caches' callbacks registered here, changes to roles
+//! and role membership, which decide who may read a people table. Row writes do not.
 //!
 //! PostgreSQL delivers invalidations while a lock is being taken (and at command and
 //! transaction boundaries), so a cache read after its table has been opened and locked is
@@ -22,12 +24,27 @@ unsafe extern "C-unwind" fn relation_invalidated(_argument: Datum, _relation: Oi
     GENERATION.set(GENERATION.get().wrapping_add(1));
 }
 
+#[pg_guard]
+unsafe extern "C-unwind" fn role_invalidated(_argument: Datum, _cache: i32, _hash: u32) {
+    GENERATION.set(GENERATION.get().wrapping_add(1));
+}
+
 /// The current generation. Caches stamped with another one are out of date.
 pub fn generation() -> u64 {
     if !REGISTERED.get() {
         // SAFETY: called from the backend's thread; the callback lives as long as the library.
         unsafe {
-            pg_sys::CacheRegisterRelcacheCallback(Some(relation_invalidated), Datum::from(0))
+            pg_sys::CacheRegisterRelcacheCallback(Some(relation_invalidated), Datum::from(0));
+            for cache in [
+                pg_sys::SysCacheIdentifier::AUTHOID,
+                pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE,
+            ] {
+                pg_sys::CacheRegisterSyscacheCallback(
+                    cache as i32,
+                    Some(role_invalidated),
+                    Datum::from(0),
+                );
+            }
         };
         REGISTERED.set(true);
         // Whatever was cached before the callback existed may be stale.

@@ -23,8 +23,10 @@ mod people;
 mod tracked;
 mod values;
 
+use invalidation::Cache;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgSqlErrorCode};
+use std::cell::RefCell;
 use std::ffi::CStr;
 
 /// The trigger: `EXECUTE FUNCTION webhooks.track_changes('applications')`, as webhooks.track()
@@ -50,7 +52,7 @@ fn track_changes<'a>(
         } else {
             (data.tg_trigtuple, None)
         };
-        let attnums = change::cached_attnums(relation, kind.columns);
+        let attnums = checked_attnums(relation, kind);
         let change = change::Change::new(kind, (*relation).rd_att, new, old, &attnums);
         let mut fired = Vec::with_capacity(2);
         (kind.rules)(&change, &mut fired);
@@ -91,9 +93,112 @@ fn refuse(message: String, hint: String) -> ! {
     )
 }
 
+thread_local! {
+    /// The kind's columns in each tracked table whose types were found usable, until a
+    /// relation's cache entry is invalidated (ALTER COLUMN ... TYPE invalidates it).
+    static CHECKED: RefCell<Cache<(pg_sys::Oid, usize), change::Attnums>> = const { RefCell::new(Cache::new()) };
+}
+
+/// Where the kind's columns are in the tracked table, after checking (once per generation)
+/// that their types are still ones the trigger can read. A column's type may have changed since
+/// webhooks.track() accepted it; reading its values as the old type would misread memory.
+unsafe fn checked_attnums(
+    relation: pg_sys::Relation,
+    kind: &'static kinds::Kind,
+) -> change::Attnums {
+    let key = ((*relation).rd_id, kind.columns.as_ptr() as usize);
+    CHECKED.with_borrow_mut(|cache| {
+        cache.get_or_insert(key, || {
+            let attnums = change::find_attnums(relation, kind.columns);
+            if let Some((message, hint)) = type_problem(relation, kind, &attnums) {
+                crate::errors::raise(
+                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    message,
+                    None,
+                    format!(
+                        "{hint} Or stop tracking the table: SELECT webhooks.untrack('{}').",
+                        change::relation_name(relation)
+                    ),
+                    "webhooks.track_changes",
+                );
+            }
+            attnums
+        })
+    })
+}
+
+/// Why the kind's rules or payload cannot read one of the table's columns as it is typed now:
+/// the rules' booleans must be boolean and the payload's timestamps timestamps (or domains
+/// over them). Every other column is read as whatever type it has.
+unsafe fn type_problem(
+    table: pg_sys::Relation,
+    spec: &kinds::Kind,
+    attnums: &change::Attnums,
+) -> Option<(String, String)> {
+    let name = change::relation_name(table);
+    let kind = spec.name;
+    for column in spec.booleans.iter().copied() {
+        let (declared, base) = column_type(table, spec, attnums, column);
+        if base != pg_sys::BOOLOID {
+            return Some((
+                format!(
+                    "{name}.{column} is {}, but the {kind} rules read it as boolean",
+                    type_name(declared)
+                ),
+                format!("ALTER TABLE {name} ALTER COLUMN {column} TYPE boolean USING ..."),
+            ));
+        }
+    }
+    for column in spec.times() {
+        let (declared, base) = column_type(table, spec, attnums, column);
+        if ![
+            pg_sys::TIMESTAMPTZOID,
+            pg_sys::TIMESTAMPOID,
+            pg_sys::DATEOID,
+        ]
+        .contains(&base)
+        {
+            return Some((
+                format!(
+                    "{name}.{column} is {}, but {kind} payloads send it as a timestamp",
+                    type_name(declared)
+                ),
+                format!("Make {name}.{column} a timestamptz (or timestamp, or date)."),
+            ));
+        }
+    }
+    None
+}
+
+/// The declared type of one of the kind's columns and the type it is a domain over (or itself).
+unsafe fn column_type(
+    table: pg_sys::Relation,
+    spec: &kinds::Kind,
+    attnums: &change::Attnums,
+    column: &str,
+) -> (pg_sys::Oid, pg_sys::Oid) {
+    let position = spec
+        .columns
+        .iter()
+        .position(|c| *c == column)
+        .expect("a column of the kind");
+    let attr = &*(*(*table).rd_att)
+        .attrs
+        .as_ptr()
+        .add(attnums[position] as usize - 1);
+    (attr.atttypid, pg_sys::getBaseType(attr.atttypid))
+}
+
+unsafe fn type_name(oid: pg_sys::Oid) -> String {
+    CStr::from_ptr(pg_sys::format_type_be(oid))
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The checks webhooks.track() makes after the column check, so that no tracked write can
 /// fail on a column's type: the rules' booleans are boolean, the payload's timestamps are
-/// timestamps, and the people tables can be searched by the ids the table holds.
+/// timestamps, and the people tables can be searched by the ids the table holds. (The trigger
+/// checks the first two again whenever the table's definition may have changed.)
 #[pg_extern(stable)]
 fn check_trackable(
     table_name: pg_sys::Oid,
@@ -108,52 +213,8 @@ fn check_trackable(
         let table = pg_sys::table_open(table_name, pg_sys::AccessShareLock as i32);
         let name = change::relation_name(table);
         let attnums = change::find_attnums(table, spec.columns);
-        let type_of = |column: &str| {
-            let position = spec
-                .columns
-                .iter()
-                .position(|c| *c == column)
-                .expect("a column of the kind");
-            let attr = &*(*(*table).rd_att)
-                .attrs
-                .as_ptr()
-                .add(attnums[position] as usize - 1);
-            (attr.atttypid, pg_sys::getBaseType(attr.atttypid))
-        };
-        let type_name = |oid| {
-            CStr::from_ptr(pg_sys::format_type_be(oid))
-                .to_string_lossy()
-                .into_owned()
-        };
-        for column in spec.booleans {
-            let (declared, base) = type_of(column);
-            if base != pg_sys::BOOLOID {
-                refuse(
-                    format!(
-                        "{name}.{column} is {}, but the {kind} rules read it as boolean",
-                        type_name(declared)
-                    ),
-                    format!("ALTER TABLE {name} ALTER COLUMN {column} TYPE boolean USING ..."),
-                );
-            }
-        }
-        for column in spec.times() {
-            let (declared, base) = type_of(column);
-            if ![
-                pg_sys::TIMESTAMPTZOID,
-                pg_sys::TIMESTAMPOID,
-                pg_sys::DATEOID,
-            ]
-            .contains(&base)
-            {
-                refuse(
-                    format!(
-                        "{name}.{column} is {}, but {kind} payloads send it as a timestamp",
-                        type_name(declared)
-                    ),
-                    format!("Make {name}.{column} a timestamptz (or timestamp, or date)."),
-                );
-            }
+        if let Some((message, hint)) = type_problem(table, spec, &attnums) {
+            refuse(message, hint);
         }
         for (people, reference) in [
             (candidates, "candidate_id"),
@@ -162,9 +223,25 @@ fn check_trackable(
             let Some(people) = people.filter(|_| spec.needs_people()) else {
                 continue;
             };
+            let columns = if reference == "candidate_id" {
+                tracked::CANDIDATE_COLUMNS
+            } else {
+                tracked::JOB_POSTING_COLUMNS
+            };
+            let owner = (*(*table).rd_rel).relowner;
+            if let Some(why) = tracked::unreadable_by(owner, people, columns) {
+                crate::errors::raise(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!("{name} cannot be tracked with these people tables: {why}"),
+                    None,
+                    "Payloads name the candidate and job posting as the tracked table's owner may read them: grant its owner SELECT on them, or name people tables it may read.".into(),
+                    "webhooks.track",
+                );
+            }
             let people = pg_sys::table_open(people, pg_sys::AccessShareLock as i32);
             let id = change::find_attnums(people, &["id"])[0];
-            if let Err(why) = people::probe(people, id, type_of(reference).0) {
+            let (reference_type, _) = column_type(table, spec, &attnums, reference);
+            if let Err(why) = people::probe(people, id, reference_type) {
                 refuse(
                     format!("{name}.{reference} cannot be looked up: {why}"),
                     format!("Give {name}.{reference} the type of the id it refers to."),
@@ -183,4 +260,11 @@ pub fn kind_columns() -> Vec<(&'static str, Vec<&'static str>)> {
         .iter()
         .map(|kind| (kind.name, kind.columns.to_vec()))
         .collect()
+}
+
+/// The columns a kind reads as a boolean or a timestamp, for the pg_test of altered columns.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn kind_reads(kind: &str) -> Vec<&'static str> {
+    let spec = kinds::find(kind).expect("a kind");
+    spec.booleans.iter().copied().chain(spec.times()).collect()
 }

@@ -63,13 +63,13 @@ pub unsafe fn build(
             }
             Source::Candidate => people::row(
                 people.candidates,
-                &["id", "name", "email"],
+                super::tracked::CANDIDATE_COLUMNS,
                 reference("candidate_id"),
                 snapshot,
             ),
             Source::JobPosting => people::row(
                 people.job_postings,
-                &["id", "title"],
+                super::tracked::JOB_POSTING_COLUMNS,
                 reference("job_posting_id"),
                 snapshot,
             ),

@@ -6,6 +6,12 @@
 //!
 //! Read once per relcache generation (see `invalidation`): `track()` and `untrack()` drop and
 //! create the trigger, which invalidates the tracked table's cache entry.
+//!
+//! The trigger runs as the writer, who may have no rights on the people tables, and reads them
+//! without privilege checks. What makes that safe is that the tracked table's owner may read
+//! them: `track()` checks it, and so does every new generation here, so that a REVOKE (which
+//! invalidates the people table's cache entry), a change of owner or of role membership stops
+//! the payloads from naming people at once.
 
 use super::change::{cached_attnums, relation_name};
 use super::invalidation::Cache;
@@ -22,7 +28,85 @@ thread_local! {
 /// it). Tables of kinds that read no people have none.
 pub unsafe fn people_of(table: pg_sys::Relation) -> People {
     let oid = (*table).rd_id;
-    PEOPLE.with_borrow_mut(|cache| cache.get_or_insert(oid, || recorded(table)))
+    PEOPLE.with_borrow_mut(|cache| {
+        cache.get_or_insert(oid, || {
+            let people = recorded(table);
+            let owner = (*(*table).rd_rel).relowner;
+            for (people_table, columns) in [
+                (people.candidates, CANDIDATE_COLUMNS),
+                (people.job_postings, JOB_POSTING_COLUMNS),
+            ] {
+                if people_table == pg_sys::InvalidOid {
+                    continue;
+                }
+                if let Some(why) = unreadable_by(owner, people_table, columns) {
+                    let name = relation_name(table);
+                    crate::errors::raise(
+                        pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                        format!("{name} is tracked, but its payloads cannot name people: {why}"),
+                        None,
+                        format!("Grant its owner SELECT on those columns, or stop tracking it: SELECT webhooks.untrack('{name}')."),
+                        "webhooks.track_changes",
+                    );
+                }
+            }
+            people
+        })
+    })
+}
+
+/// The columns of the people tables that payloads read.
+pub const CANDIDATE_COLUMNS: &[&str] = &["id", "name", "email"];
+pub const JOB_POSTING_COLUMNS: &[&str] = &["id", "title"];
+
+/// Why `owner` may not read `columns` of every row of `people`, if it may not: it needs SELECT
+/// on the table or on each column, and no row-level security may apply to it.
+pub unsafe fn unreadable_by(owner: Oid, people: Oid, columns: &[&str]) -> Option<String> {
+    let table = pg_sys::table_open(people, pg_sys::AccessShareLock as i32);
+    let name = relation_name(table);
+    let role = || {
+        std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(owner, false))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut why = None;
+    let whole_table =
+        pg_sys::pg_class_aclcheck(people, owner, pg_sys::ACL_SELECT as pg_sys::AclMode)
+            == pg_sys::AclResult::ACLCHECK_OK;
+    if !whole_table {
+        let attnums = super::change::find_attnums(table, columns);
+        let denied: Vec<&str> = columns
+            .iter()
+            .zip(attnums.iter())
+            .filter(|&(_, &attnum)| {
+                pg_sys::pg_attribute_aclcheck(
+                    people,
+                    attnum,
+                    owner,
+                    pg_sys::ACL_SELECT as pg_sys::AclMode,
+                ) != pg_sys::AclResult::ACLCHECK_OK
+            })
+            .map(|(column, _)| *column)
+            .collect();
+        if !denied.is_empty() {
+            why = Some(format!(
+                "role {} may not read {name} ({})",
+                role(),
+                denied.join(", ")
+            ));
+        }
+    }
+    if why.is_none()
+        && pg_sys::check_enable_rls(people, owner, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    {
+        why = Some(format!(
+            "row-level security on {name} applies to role {}, and tracking reads rows without policies",
+            role()
+        ));
+    }
+    pg_sys::table_close(table, pg_sys::NoLock as i32);
+    why
 }
 
 unsafe fn recorded(table: pg_sys::Relation) -> People {

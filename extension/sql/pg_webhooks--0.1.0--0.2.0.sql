@@ -1,0 +1,979 @@
+-- pg_webhooks 0.1.0 -> 0.2.0.
+--
+-- Security: every function that runs as the extension's owner, and every function those call,
+-- pins search_path with pg_temp last; emitting needs webhooks_emitter; fan-out rounds take a
+-- lock no SQL role can take; relays record and release only what their session holds under a
+-- live lease, capped at webhooks.max_lease(), and have no table rights; admins never read
+-- secrets; only a table's owner tracks it, with people tables the owner may read; weak own
+-- secrets are refused; turning allow_http off disables plain-http endpoints; configuration
+-- changes are announced to relays (webhooks_endpoint_changed). docs/security.md explains each.
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'webhooks_emitter') THEN
+        CREATE ROLE webhooks_emitter NOLOGIN;
+    END IF;
+END
+$roles$;
+
+CREATE FUNCTION webhooks."lock_fan_out"(
+	"wait" bool /* bool */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lock_fan_out_wrapper';
+
+CREATE FUNCTION webhooks."session_role"() RETURNS oid /* pg_sys :: Oid */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'session_role_wrapper';
+
+ALTER FUNCTION webhooks.setting_enabled(text) SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.resolve_event_selection(text[]) SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.lock_endpoint(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.record_history(bigint, text, jsonb) SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE OR REPLACE FUNCTION webhooks.check_secret(secret text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    bits double precision;
+BEGIN
+    SELECT coalesce(sum(-f.n * log(2, f.n::numeric / length(secret))), 0) INTO bits
+      FROM (SELECT count(*) AS n FROM regexp_split_to_table(secret, '') c GROUP BY c) f;
+    IF secret IS NULL OR length(secret) < 24 OR secret ~ '\s' OR bits < 128 THEN
+        RAISE EXCEPTION 'signing secret is too weak (% characters, about % bits of variety)',
+                        coalesce(length(secret), 0), floor(coalesce(bits, 0))
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give at least 24 characters without spaces and with real variety (128 bits or more: for example 32 random bytes in hex or base64), or omit the secret to have a strong one generated.';
+    END IF;
+    RETURN secret;
+END
+$$;
+
+ALTER FUNCTION webhooks.check_rate_limit(integer) SET search_path = pg_catalog, pg_temp;
+
+ALTER FUNCTION webhooks.check_failure_window(interval) SET search_path = pg_catalog, pg_temp;
+
+ALTER FUNCTION webhooks.checked_url(text) SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.wake_relay() SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE FUNCTION webhooks.endpoint_changed(endpoint_id bigint) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT pg_notify('webhooks_endpoint_changed', endpoint_id::text)
+$$;
+
+ALTER FUNCTION webhooks.queue_from_log(bigint, timestamptz, timestamptz, text[]) SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE OR REPLACE FUNCTION webhooks.set_setting(name text, value text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    parsed boolean;
+BEGIN
+    IF NOT EXISTS (SELECT FROM webhooks.settings s WHERE s.name = set_setting.name) THEN
+        RAISE EXCEPTION 'unknown setting "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Valid settings: ' || (SELECT string_agg(s.name, ', ' ORDER BY s.name) FROM webhooks.settings s) || '.';
+    END IF;
+    BEGIN
+        parsed := value::boolean;
+    EXCEPTION WHEN invalid_text_representation THEN
+        parsed := NULL;
+    END;
+    IF parsed IS NULL THEN
+        RAISE EXCEPTION 'setting "%" must be true or false, not "%"', name, coalesce(value, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give ''true'' or ''false''.';
+    END IF;
+    UPDATE webhooks.settings s SET value = parsed::text, updated_at = now() WHERE s.name = set_setting.name;
+    -- Plain http was allowed when these endpoints were made; from now on it is not, so they
+    -- stop getting requests (resume_endpoint refuses them until their URL is https).
+    IF set_setting.name = 'allow_http' AND NOT parsed THEN
+        PERFORM webhooks.disable_endpoint(e.id, 'plain http is no longer allowed (the allow_http setting was turned off)')
+           FROM webhooks.endpoints e
+          WHERE e.status <> 'disabled' AND e.url LIKE 'http:%'
+          ORDER BY e.id;
+    END IF;
+    RETURN parsed::text;
+END
+$$;
+
+ALTER FUNCTION webhooks.list_event_types() SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval) SET search_path = pg_catalog, webhooks, pg_temp;
+
+DROP FUNCTION webhooks.update_endpoint(bigint, jsonb);
+CREATE FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb)
+RETURNS webhooks.endpoint_list
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep  webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    allowed  text[] := ARRAY['url', 'name', 'description', 'events', 'rate_limit', 'failure_window'];
+    bad_key  text;
+    new_events text[];
+    types    text[];
+BEGIN
+    IF changes IS NULL OR jsonb_typeof(changes) <> 'object' OR changes = '{}' THEN
+        RAISE EXCEPTION 'changes must be a non-empty JSON object, not %', coalesce(changes::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''{"url": "https://example.com/hook", "events": ["offer.*"]}''. Keys: ' || array_to_string(allowed, ', ') || '.';
+    END IF;
+    SELECT min(k) INTO bad_key FROM jsonb_object_keys(changes) k WHERE k <> ALL (allowed);
+    IF bad_key IS NOT NULL THEN
+        RAISE EXCEPTION 'endpoint field "%" cannot be changed here', bad_key
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Changeable fields: ' || array_to_string(allowed, ', ') || '. Use rotate_secret, pause_endpoint and resume_endpoint for the rest.';
+    END IF;
+
+    IF changes ? 'url' THEN
+        ep.url := webhooks.checked_url(changes ->> 'url');
+    END IF;
+    IF changes ? 'name' THEN
+        IF coalesce(btrim(changes ->> 'name'), '') = '' THEN
+            RAISE EXCEPTION 'endpoint name cannot be empty'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Give a descriptive name such as "ATS Sync Production".';
+        END IF;
+        ep.name := btrim(changes ->> 'name');
+    END IF;
+    IF changes ? 'description' THEN
+        ep.description := nullif(changes ->> 'description', '');
+    END IF;
+    IF changes ? 'rate_limit' THEN
+        IF jsonb_typeof(changes -> 'rate_limit') NOT IN ('number', 'null') THEN
+            RAISE EXCEPTION 'rate limit % is not valid', changes -> 'rate_limit'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give requests per second between 1 and 100000, or null for no limit.';
+        END IF;
+        ep.rate_limit := webhooks.check_rate_limit((changes ->> 'rate_limit')::numeric::integer);
+    END IF;
+    IF changes ? 'failure_window' THEN
+        ep.failure_window := webhooks.check_failure_window((changes ->> 'failure_window')::interval);
+    END IF;
+    IF changes ? 'events' THEN
+        IF jsonb_typeof(changes -> 'events') <> 'array' THEN
+            RAISE EXCEPTION 'events must be a JSON array of event types, not %', changes -> 'events'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ["application.*", "offer.accepted"].';
+        END IF;
+        new_events := ARRAY(SELECT jsonb_array_elements_text(changes -> 'events'));
+        types := webhooks.resolve_event_selection(new_events);
+        ep.events := new_events;
+        DELETE FROM webhooks.subscriptions s WHERE s.endpoint_id = ep.id AND s.event_type <> ALL (types);
+        INSERT INTO webhooks.subscriptions (event_type, endpoint_id)
+        SELECT t, ep.id FROM unnest(types) t ON CONFLICT DO NOTHING;
+    END IF;
+
+    UPDATE webhooks.endpoints e
+       SET url = ep.url, name = ep.name, description = ep.description,
+           rate_limit = ep.rate_limit, failure_window = ep.failure_window,
+           events = ep.events, updated_at = now()
+     WHERE e.id = ep.id
+    RETURNING * INTO ep;
+    PERFORM webhooks.record_history(ep.id, 'edited', changes);
+    PERFORM webhooks.endpoint_changed(ep.id);
+    RETURN (SELECT l FROM webhooks.endpoint_list l WHERE l.id = ep.id);
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'an endpoint named "%" already exists', changes ->> 'name'
+        USING ERRCODE = 'unique_violation', HINT = 'Endpoint names are unique; choose another name.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.pause_endpoint(endpoint_id bigint) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+BEGIN
+    IF ep.status = 'active' THEN
+        UPDATE webhooks.endpoints e SET status = 'paused', updated_at = now() WHERE e.id = ep.id;
+        PERFORM webhooks.record_history(ep.id, 'paused');
+        PERFORM webhooks.endpoint_changed(ep.id);
+        RETURN 'paused';
+    END IF;
+    RETURN ep.status;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.resume_endpoint(endpoint_id bigint) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+BEGIN
+    -- The URL is checked again under today's settings: plain http may have been turned off
+    -- since it was accepted.
+    PERFORM webhooks.checked_url(ep.url);
+    UPDATE webhooks.endpoints e
+       SET status = 'active', disabled_reason = NULL, disabled_at = NULL,
+           failures_counted_since = now(), updated_at = now()
+     WHERE e.id = ep.id;
+    PERFORM webhooks.record_history(ep.id, 'resumed',
+        jsonb_build_object('previous_status', ep.status, 'disabled_reason', ep.disabled_reason));
+    PERFORM webhooks.wake_relay();
+    RETURN 'active';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.disable_endpoint(endpoint_id bigint, reason text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+BEGIN
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'a reason is required to disable endpoint %', endpoint_id
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Say why, for example ''receiver answered 410 Gone''.';
+    END IF;
+    IF ep.status <> 'disabled' THEN
+        UPDATE webhooks.endpoints e
+           SET status = 'disabled', disabled_reason = reason, disabled_at = now(), updated_at = now()
+         WHERE e.id = ep.id;
+        PERFORM webhooks.record_history(ep.id, 'disabled', jsonb_build_object('reason', reason));
+        PERFORM webhooks.endpoint_changed(ep.id);
+    END IF;
+    RETURN 'disabled';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    fresh_secret text := CASE WHEN new_secret IS NULL THEN webhooks.generate_secret()
+                              ELSE webhooks.check_secret(new_secret) END;
+BEGIN
+    UPDATE webhooks.endpoints e SET secret = fresh_secret, updated_at = now() WHERE e.id = ep.id;
+    PERFORM webhooks.record_history(ep.id, 'secret_rotated',
+        jsonb_build_object('generated', new_secret IS NULL));
+    PERFORM webhooks.endpoint_changed(ep.id);
+    RETURN fresh_secret;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.delete_endpoint(endpoint_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+BEGIN
+    -- Deliveries and attempts go with the endpoint, subscriptions by ON DELETE CASCADE; the
+    -- log stays. Deliveries first: deleting them waits out record_attempts batches that hold
+    -- their rows, and a batch that comes later finds them gone and logs nothing; the attempts'
+    -- statement, which starts after, then sees every attempt that was recorded.
+    DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
+    DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
+    DELETE FROM webhooks.endpoint_activity a WHERE a.endpoint_id = ep.id;
+    DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;
+    PERFORM webhooks.record_history(ep.id, 'deleted',
+        jsonb_build_object('name', ep.name, 'url', ep.url));
+    PERFORM webhooks.endpoint_changed(ep.id);
+END
+$$;
+
+ALTER FUNCTION webhooks.send_test_ping(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE OR REPLACE FUNCTION webhooks.emit(event_type text, data jsonb) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER AS $$
+DECLARE
+    event_id bigint;
+    known    webhooks.event_types;
+BEGIN
+    SELECT * INTO known FROM webhooks.event_types t WHERE t.name OPERATOR(pg_catalog.=) emit.event_type;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown event type "%"', COALESCE(event_type, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT name FROM webhooks.list_event_types() lists the valid event types.';
+    END IF;
+    IF known.category OPERATOR(pg_catalog.=) 'test' THEN
+        RAISE EXCEPTION 'test.ping cannot be emitted'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'An admin sends a test ping to one endpoint with SELECT webhooks.send_test_ping(endpoint_id).';
+    END IF;
+    IF known.addon IS NOT NULL AND NOT EXISTS (
+           SELECT FROM webhooks.settings s
+            WHERE s.name OPERATOR(pg_catalog.=) (known.addon OPERATOR(pg_catalog.||) '_addon')
+              AND s.value OPERATOR(pg_catalog.=) 'true') THEN
+        RAISE EXCEPTION 'event type "%" needs the % add-on, which is not enabled for this database', event_type, known.addon
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = pg_catalog.format('An admin enables it with SELECT webhooks.set_setting(%L, ''true'').', known.addon OPERATOR(pg_catalog.||) '_addon');
+    END IF;
+    IF data IS NULL OR pg_catalog.jsonb_typeof(data) OPERATOR(pg_catalog.<>) 'object' THEN
+        RAISE EXCEPTION 'event data must be a JSON object, not %', COALESCE(pg_catalog.jsonb_typeof(data), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a jsonb object, for example jsonb_build_object(''id'', 42).';
+    END IF;
+
+    IF pg_catalog.pg_column_size(data) OPERATOR(pg_catalog.>) 262144 THEN
+        RAISE EXCEPTION 'event data is % bytes; the limit is 256 KiB', pg_catalog.pg_column_size(data)
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Send identifiers and the fields receivers need, not whole documents; receivers can fetch the rest.';
+    END IF;
+
+    INSERT INTO webhooks.events (event_type, data) VALUES (emit.event_type, emit.data)
+    RETURNING id INTO event_id;
+
+    INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+    SELECT event_id, s.endpoint_id
+      FROM webhooks.subscriptions s
+      JOIN webhooks.endpoints e ON e.id OPERATOR(pg_catalog.=) s.endpoint_id
+                               AND e.status OPERATOR(pg_catalog.=) 'active'
+     WHERE s.event_type OPERATOR(pg_catalog.=) emit.event_type;
+    IF FOUND AND EXISTS (SELECT FROM webhooks.sleeping_relays r
+                          WHERE r.since OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '5 minutes')) THEN
+        PERFORM pg_catalog.pg_notify('webhooks_work', '');
+    END IF;
+    RETURN event_id;
+END
+$$;
+
+ALTER FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.redeliver(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE FUNCTION webhooks.max_lease() RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN interval '1 hour';
+
+CREATE FUNCTION webhooks.lease_key(reuse text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    key text := coalesce(reuse, nullif(current_setting('webhooks.lease_key', true), ''));
+BEGIN
+    IF reuse IS NOT NULL AND reuse !~ '^[0-9a-f]{32}$' THEN
+        RAISE EXCEPTION 'a lease key is 32 lowercase hex digits, as webhooks.lease_key() made it'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Call webhooks.lease_key() without an argument for a new key; pass back only a key it returned.';
+    END IF;
+    IF reuse IS NULL AND key ~ '^[0-9a-f]{32}$' THEN
+        RETURN key;
+    END IF;
+    IF key IS NULL OR key !~ '^[0-9a-f]{32}$' THEN
+        key := replace(gen_random_uuid()::text, '-', '');
+    END IF;
+    PERFORM set_config('webhooks.lease_key', key, false);
+    RETURN key;
+END
+$$;
+
+CREATE FUNCTION webhooks.lease_holder() RETURNS text
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT left(encode(sha256(convert_to(webhooks.lease_key(), 'UTF8')), 'hex'), 16)
+$$;
+
+ALTER FUNCTION webhooks.make_deliveries(bigint[]) SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE OR REPLACE FUNCTION webhooks.fan_out(max_events integer DEFAULT 5000) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp SET plan_cache_mode = auto AS $$
+DECLARE
+    pos      webhooks.fanout_position;
+    fresh    boolean;
+    taken    bigint[];
+    made     integer;
+    mark     webhooks.fanout_marks;
+BEGIN
+    IF max_events IS NULL OR max_events < 1 THEN
+        RAISE EXCEPTION 'max_events must be a positive number, not %', coalesce(max_events::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Call webhooks.fan_out() for the default of 5000 events.';
+    END IF;
+    -- Each statement below must see the rounds committed before it (READ COMMITTED): in an
+    -- older snapshot, the position read would be stale and a round would be made twice.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'webhooks.fan_out() runs in READ COMMITTED transactions, not %',
+                        current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Call it outside an explicit transaction, or in one begun with ISOLATION LEVEL READ COMMITTED (the default).';
+    END IF;
+    -- Not the position's row lock: a row lock would give this transaction its id before the
+    -- mark below is read. An advisory lock no SQL role can take (extension/src/fan_out_lock.rs).
+    IF NOT webhooks.lock_fan_out(wait => false) THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO STRICT pos FROM webhooks.fanout_position;
+    IF pos.restored THEN
+        RAISE EXCEPTION 'the webhooks tables were restored from a dump, and tracked events wait for webhooks.resume_after_restore()'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Once the restore is complete, and before applications write again, run SELECT webhooks.resume_after_restore(); (docs/reliability.md, "Backups").';
+    END IF;
+    -- Nothing logged past the floor and no round under way: nothing can await fan-out (the
+    -- sequence's last value bounds every id handed out, cached or not). Every claim calls this,
+    -- so the common case of a quiet log reads one row and one sequence, and plans nothing.
+    IF pos.batch IS NULL AND (SELECT s.last_value FROM webhooks.events_id_seq s) <= pos.floor THEN
+        RETURN 0;
+    END IF;
+    IF pg_current_xact_id_if_assigned() IS NULL THEN
+        -- The mark: the sequence first, then this transaction's id. A sequence that hands out
+        -- cached ranges could give an old value later, so it only counts without a cache. No
+        -- new mark while the log has not grown, so that an idle round writes nothing.
+        INSERT INTO webhooks.fanout_marks (xid, last_id)
+        SELECT pg_current_xact_id(), l.last_id
+          FROM (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END AS last_id
+                  FROM webhooks.events_id_seq s) l
+         WHERE (SELECT q.seqcache FROM pg_sequence q
+                 WHERE q.seqrelid = 'webhooks.events_id_seq'::regclass) = 1
+           AND l.last_id > coalesce((SELECT m.last_id FROM webhooks.fanout_marks m
+                                      ORDER BY m.xid DESC LIMIT 1), 0);
+    END IF;
+    fresh := pos.batch IS NULL;
+    IF fresh THEN
+        pos.batch := pg_current_snapshot();
+        -- A transaction that has no id yet gets a larger one than any running in the snapshot.
+        pos.batch_by := pg_current_xact_id_if_assigned();
+        pos.batch_reached := pos.floor;
+    END IF;
+    -- The round's events: ended in its snapshot and not in the previous one, in log order from
+    -- where it stopped (along the key).
+    SELECT coalesce(array_agg(q.id ORDER BY q.id), '{}') INTO taken
+      FROM (SELECT ev.id
+              FROM webhooks.events ev
+             WHERE ev.id > pos.batch_reached
+               AND ev.fanout_xid IS NOT NULL
+               AND webhooks.ended_in(ev.fanout_xid, pos.batch, pos.batch_by)
+               AND NOT webhooks.ended_in(ev.fanout_xid, pos.done, pos.done_by)
+             ORDER BY ev.id
+             LIMIT fan_out.max_events) q;
+    -- make_deliveries' statement is planned afresh for each array of ids: skip it when empty.
+    made := CASE WHEN cardinality(taken) > 0 THEN webhooks.make_deliveries(taken) ELSE 0 END;
+    IF cardinality(taken) = fan_out.max_events THEN
+        -- Stopped short: the next round goes on in the same snapshot.
+        UPDATE webhooks.fanout_position
+           SET batch = pos.batch, batch_by = pos.batch_by, batch_reached = taken[cardinality(taken)];
+        RETURN made;
+    END IF;
+    -- The round is complete. Its events not yet ended belong to transactions no older than
+    -- the snapshot's oldest running one (or the round's own), so the newest mark older than
+    -- that bounds them from below.
+    SELECT * INTO mark
+      FROM webhooks.fanout_marks m
+     WHERE m.xid < least(pg_snapshot_xmin(pos.batch), pos.batch_by)
+     ORDER BY m.xid DESC
+     LIMIT 1;
+    IF fresh AND cardinality(taken) = 0 AND coalesce(mark.last_id, 0) <= pos.floor THEN
+        -- Nothing taken and the floor stays: keeping the previous snapshot loses nothing.
+        RETURN 0;
+    END IF;
+    UPDATE webhooks.fanout_position
+       SET done = pos.batch, done_by = pos.batch_by, floor = greatest(pos.floor, mark.last_id),
+           batch = NULL, batch_by = NULL, batch_reached = NULL;
+    DELETE FROM webhooks.fanout_marks m WHERE m.xid < mark.xid;
+    RETURN made;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.claim_deliveries(
+    relay_id          text,
+    max_deliveries    integer,
+    lease             interval,
+    per_endpoint      integer DEFAULT 64,
+    busy_endpoints    bigint[] DEFAULT '{}',
+    busy_in_flight    integer[] DEFAULT '{}'
+) RETURNS TABLE (delivery_id bigint, event_id bigint, endpoint_id bigint, attempt_number integer,
+                 event_type text, body text, url text, secret text, rate_limit integer,
+                 lease_expires_at timestamptz)
+-- PL/pgSQL rather than SQL: the statement's plan is then cached for the session, where a SQL
+-- function would parse and plan it again on every call. And a generic plan, which is the same
+-- plan as a custom one here: left to choose, the plan cache planned the statement afresh on
+-- every claim (about 260 µs each), because the generic plan's estimate for an unknown LIMIT is
+-- higher than a custom plan's.
+-- A cached plan lasts as long as the relay's connection, so it must suit any size of queue:
+-- planned while the tables were nearly empty, it would scan them whole on every claim once a
+-- backlog had come in (a claim of 1,000 took 450 ms instead of 7). With sequential scans,
+-- hash joins and merge joins ruled out, the only plan left is the right one at every size:
+-- index lookups for the few rows a claim touches. fan_out(), called first, inherits this; its
+-- statements are index lookups too. JIT is off: the penalty that rules a scan out counts in
+-- the plan's cost, which would have every claim compiled (300 ms) for a few milliseconds of work.
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+DECLARE
+    holder text := webhooks.lease_holder();
+BEGIN
+    IF claim_deliveries.lease IS NULL OR claim_deliveries.lease <= interval '0'
+       OR claim_deliveries.lease > webhooks.max_lease() THEN
+        RAISE EXCEPTION 'lease % is not valid', coalesce(claim_deliveries.lease::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give a lease longer than the request timeout and at most ' || webhooks.max_lease() || ' (webhooks.max_lease()).';
+    END IF;
+    IF coalesce(btrim(claim_deliveries.relay_id), '') = '' THEN
+        RAISE EXCEPTION 'a relay id is required'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the relay, for example its host name and process id.';
+    END IF;
+    -- Tracked events committed since the last claim get their deliveries first, so that this
+    -- claim can already take them.
+    PERFORM webhooks.fan_out(greatest(claim_deliveries.max_deliveries, 1) * 4);
+    RETURN QUERY
+    WITH claimed AS (
+        -- Visit the active endpoints in random order (fair across claims, and the scan can stop
+        -- as soon as max_deliveries rows are found) and take each one's oldest due deliveries:
+        --   * at most per_endpoint minus what this relay already has in flight there, and at
+        --     most one second's worth of its rate limit, so that one endpoint's backlog neither
+        --     fills the batch nor waits out its lease behind the rate limiter;
+        --   * FOR UPDATE SKIP LOCKED, so concurrent relays split the work instead of queueing
+        --     behind each other's row locks.
+        -- Paused and disabled endpoints are not visited: their deliveries wait for resume.
+        SELECT d.ctid
+          FROM (SELECT e.id, e.rate_limit FROM webhooks.endpoints e
+                 WHERE e.status = 'active' ORDER BY random()) e
+          LEFT JOIN unnest(busy_endpoints, busy_in_flight) AS busy(endpoint_id, in_flight)
+                 ON busy.endpoint_id = e.id
+          CROSS JOIN LATERAL (
+              SELECT d.ctid FROM webhooks.deliveries d
+               WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+                 AND (d.leased_until IS NULL OR d.leased_until <= now())
+               ORDER BY d.next_attempt_at, d.id
+               LIMIT greatest(least(per_endpoint - coalesce(busy.in_flight, 0),
+                                    coalesce(e.rate_limit, per_endpoint)), 0)
+               FOR UPDATE OF d SKIP LOCKED) d
+         LIMIT claim_deliveries.max_deliveries
+    ), leased AS (
+        -- The lease is a visibility timeout: the rows are not claimed again until it runs out,
+        -- so no other relay sends them meanwhile, and if this relay dies they come back by
+        -- themselves. record_attempts() or release_deliveries() ends the lease early.
+        -- The rows are found again by their physical address (stable: they are locked), a
+        -- TID scan, instead of a join that the planner may turn into a scan of the table.
+        UPDATE webhooks.deliveries d
+           SET leased_until = now() + claim_deliveries.lease, leased_by = holder
+         WHERE d.ctid = ANY (ARRAY(SELECT claimed.ctid FROM claimed))
+        RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.leased_until
+    )
+    -- The body is rendered here, byte for byte what is signed and sent, and once per event: an
+    -- event's other deliveries in this claim carry NULL and the relay reuses the first one's.
+    -- Rendering is most of the claim's work per row (jsonb's text output).
+    SELECT l.id, l.event_id, l.endpoint_id, l.attempts + 1, ev.event_type,
+           CASE WHEN row_number() OVER (PARTITION BY l.event_id) = 1 THEN
+               '{"event":' || to_json(ev.event_type)::text
+                 || ',"created_at":"' || webhooks.iso8601(ev.created_at)
+                 || '","data":' || ev.data::text || '}'
+           END,
+           e.url, e.secret, e.rate_limit, l.leased_until
+      FROM leased l
+      JOIN webhooks.events ev ON ev.id = l.event_id
+      JOIN webhooks.endpoints e ON e.id = l.endpoint_id;
+END
+$$;
+
+DROP FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]);
+CREATE FUNCTION webhooks.record_attempts(
+    relay_id            text,
+    delivery_ids        bigint[],
+    attempt_numbers     integer[],
+    started_ats         timestamptz[],
+    durations_ms        double precision[],
+    headers             json[],
+    response_statuses   integer[],
+    response_bodies     text[],
+    errors              text[],
+    retry_afters_seconds double precision[],
+    permanents          boolean[]
+) RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
+-- Index lookups only, whatever the size of the tables when the relay's connection cached the
+-- plan, and no JIT (see claim_deliveries).
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+DECLARE
+    n               integer := coalesce(cardinality(delivery_ids), 0);
+    outcomes        text[];
+    gone_endpoints  bigint[];
+    retry_endpoints bigint[];
+    failing         record;
+    holder          text := webhooks.lease_holder();
+    recorded        integer;
+BEGIN
+    IF EXISTS (SELECT FROM unnest(ARRAY[cardinality(attempt_numbers), cardinality(started_ats),
+                                        cardinality(durations_ms), cardinality(headers),
+                                        cardinality(response_statuses), cardinality(response_bodies),
+                                        cardinality(errors), cardinality(retry_afters_seconds),
+                                        cardinality(permanents)]) AS c(length)
+                WHERE coalesce(c.length, 0) <> n) THEN
+        RAISE EXCEPTION 'the attempt arrays differ in length (% delivery ids)', n
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Element i of every array describes attempt i; pass NULL elements for absent values.';
+    END IF;
+    IF array_position(delivery_ids, NULL) IS NOT NULL OR array_position(attempt_numbers, NULL) IS NOT NULL
+       OR array_position(started_ats, NULL) IS NOT NULL OR array_position(durations_ms, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'every attempt needs delivery_id, attempt_number, started_at and duration_ms'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Only headers, response status, body, error, retry-after and permanent may be NULL.';
+    END IF;
+
+    WITH reported AS (
+        SELECT r.*, webhooks.attempt_outcome(r.response_status, r.permanent, r.attempt_number) AS outcome
+          FROM unnest(delivery_ids, attempt_numbers, started_ats, durations_ms, headers,
+                      response_statuses, response_bodies, errors, retry_afters_seconds, permanents)
+               WITH ORDINALITY
+               AS r(delivery_id, attempt_number, started_at, duration_ms, request_headers,
+                    response_status, response_body, error, retry_after_seconds, permanent, ordinal)
+         -- In the table's order rather than the order the requests finished in: the deliveries
+         -- of one event lie together, and are then finished one page at a time.
+         ORDER BY r.delivery_id
+    ), moved AS (
+        -- Each delivery row is found once, here, and the attempt takes its endpoint from it.
+        -- The row lock this update takes is also what holds off delete_endpoint, which
+        -- deletes an endpoint's deliveries before its attempts: no attempt outlives its
+        -- endpoint. A retry waits out the schedule, or longer if the receiver's Retry-After
+        -- asked for more (capped at a day, so that a silly header cannot park a delivery for
+        -- ever).
+        UPDATE webhooks.deliveries d
+           SET status = CASE r.outcome WHEN 'retry' THEN 'pending' ELSE r.outcome END,
+               attempts = greatest(d.attempts, r.attempt_number),
+               next_attempt_at = CASE WHEN r.outcome = 'retry' THEN now() + greatest(
+                       webhooks.retry_delay(r.attempt_number),
+                       make_interval(secs => least(coalesce(r.retry_after_seconds, 0), 86400)))
+                   ELSE d.next_attempt_at END,
+               leased_by = NULL,
+               leased_until = NULL,
+               last_response_status = r.response_status,
+               last_error = r.error,
+               finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
+          FROM reported r
+         -- Still pending, said without deliveries_due's predicate (status = 'pending'; the CHECK
+         -- on status makes the two equal). With the predicate, the planner may find the rows
+         -- through that index instead of their key: a VACUUM that ran while the queue was empty
+         -- leaves the index's statistics saying it is empty until the next one, whatever has
+         -- been queued since, and scanning it then looked cheapest. It read the whole backlog
+         -- for every batch recorded (a drain of 100,000 took 26 s instead of 3).
+         -- Only what this session holds under a live lease: a relay cannot record an
+         -- attempt at a delivery it did not claim, or whose lease another relay has taken over
+         -- since. Such reports are counted as not_held and nothing of them is kept.
+         WHERE d.id = r.delivery_id AND d.status NOT IN ('succeeded', 'failed')
+           AND d.leased_by = holder AND d.leased_until > now()
+        RETURNING r.*, d.endpoint_id, r.outcome <> 'retry' AS finished
+    ), attempted AS (
+        SELECT * FROM moved
+    ), logged AS (
+        INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at,
+                                       duration_ms, request_headers, response_status,
+                                       response_body, error, outcome, relay_id)
+        SELECT delivery_id, endpoint_id, attempt_number, started_at, duration_ms,
+               coalesce(request_headers, '{}'::json), response_status, response_body, error, outcome,
+               record_attempts.relay_id
+          FROM attempted
+    ), counted AS (
+        -- The batch's share of endpoint_activity, one row per endpoint, added in endpoint
+        -- order so that two relays' batches lock the rows in the same order.
+        INSERT INTO webhooks.endpoint_activity AS a (endpoint_id, hour, succeeded, failed, attempts,
+                                                     last_attempt_at)
+        SELECT t.endpoint_id, date_trunc('hour', now()),
+               count(*) FILTER (WHERE t.finished AND t.outcome = 'succeeded'),
+               count(*) FILTER (WHERE t.finished AND t.outcome = 'failed'),
+               count(*), max(t.started_at)
+          FROM attempted t
+         GROUP BY t.endpoint_id
+         ORDER BY t.endpoint_id
+            ON CONFLICT (endpoint_id, hour) DO UPDATE
+           SET succeeded = a.succeeded + excluded.succeeded,
+               failed = a.failed + excluded.failed,
+               attempts = a.attempts + excluded.attempts,
+               last_attempt_at = greatest(a.last_attempt_at, excluded.last_attempt_at)
+    )
+    SELECT array_agg(outcome),
+           array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),
+           array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome <> 'succeeded')
+      INTO outcomes, gone_endpoints, retry_endpoints
+      FROM attempted;
+
+    -- The rules that disable an endpoint; a batch that only succeeded has nothing to check.
+    IF retry_endpoints IS NOT NULL THEN
+        -- 410 Gone: the receiver unsubscribes itself.
+        FOR failing IN
+            SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
+        LOOP
+            PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
+        END LOOP;
+
+        -- Too many failed attempts within the endpoint's window, counted since the last resume.
+        FOR failing IN
+            SELECT e.id, e.failure_threshold, e.failure_window, f.failed
+              FROM webhooks.endpoints e
+              CROSS JOIN LATERAL (
+                  SELECT count(*) AS failed FROM webhooks.attempts a
+                   WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
+                     AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) f
+             WHERE e.id = ANY (retry_endpoints) AND e.status = 'active'
+               AND f.failed >= e.failure_threshold
+        LOOP
+            PERFORM webhooks.disable_endpoint(failing.id,
+                format('%s failed delivery attempts within %s (threshold %s)',
+                       failing.failed, failing.failure_window, failing.failure_threshold));
+        END LOOP;
+    END IF;
+
+    RETURN QUERY
+    SELECT count(*) FILTER (WHERE o = 'succeeded')::integer,
+           count(*) FILTER (WHERE o = 'retry')::integer,
+           count(*) FILTER (WHERE o = 'failed')::integer,
+           (n - count(o))::integer
+      FROM unnest(coalesce(outcomes, '{}')) o;
+END
+$$;
+
+DROP FUNCTION webhooks.record_attempts(text, jsonb);
+CREATE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb)
+RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    IF attempts IS NULL OR jsonb_typeof(attempts) <> 'array' THEN
+        RAISE EXCEPTION 'attempts must be a JSON array, not %', coalesce(jsonb_typeof(attempts), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass [{"delivery_id": 1, "attempt_number": 1, ...}], one object per attempt.';
+    END IF;
+    -- The aggregates of one query see the rows in the same order, so the arrays line up.
+    RETURN QUERY
+    SELECT o.*
+      FROM (SELECT array_agg(r.delivery_id) AS ids, array_agg(r.attempt_number) AS numbers,
+                   array_agg(r.started_at) AS starts, array_agg(r.duration_ms) AS durations,
+                   array_agg(r.request_headers) AS headers, array_agg(r.response_status) AS statuses,
+                   array_agg(r.response_body) AS bodies, array_agg(r.error) AS errors,
+                   array_agg(r.retry_after_seconds) AS retry_afters, array_agg(r.permanent) AS permanents
+              FROM jsonb_to_recordset(attempts) AS r(
+                       delivery_id bigint, attempt_number integer, started_at timestamptz,
+                       duration_ms double precision, request_headers json, response_status integer,
+                       response_body text, error text, retry_after_seconds double precision,
+                       permanent boolean)) a
+     CROSS JOIN LATERAL webhooks.record_attempts(record_attempts.relay_id, a.ids, a.numbers, a.starts,
+                                                 a.durations, a.headers, a.statuses, a.bodies,
+                                                 a.errors, a.retry_afters, a.permanents) o;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.release_deliveries(relay_id text, delivery_ids bigint[],
+                                            delay_ms double precision[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    WITH me AS (
+        SELECT webhooks.lease_holder() AS holder
+    ), released AS (
+        UPDATE webhooks.deliveries d
+           SET next_attempt_at = now() + make_interval(secs => least(greatest(coalesce(x.delay_ms, 0), 0), 86400000) / 1000.0),
+               leased_by = NULL, leased_until = NULL
+          FROM unnest(delivery_ids, delay_ms) AS x(delivery_id, delay_ms), me
+         -- Still pending (as in record_attempts, not in deliveries_due's own words).
+         WHERE d.id = x.delivery_id AND d.status NOT IN ('succeeded', 'failed')
+           AND d.leased_by = me.holder
+           AND d.leased_until > now()
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM released
+$$;
+
+ALTER FUNCTION webhooks.set_relay_asleep(text, boolean) SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.queue_stats() SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.retry_now(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE OR REPLACE FUNCTION webhooks.people_columns(kind text) RETURNS text[]
+LANGUAGE sql IMMUTABLE RETURN CASE kind WHEN 'candidates' THEN '{id,name,email}'::pg_catalog.text[]
+                                        WHEN 'job_postings' THEN '{id,title}'::pg_catalog.text[] END;
+
+ALTER FUNCTION webhooks.require_columns(regclass, text, text[]) SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE FUNCTION webhooks.check_may_track(table_name regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    owner       oid;
+    persistence "char";
+BEGIN
+    SELECT c.relowner, c.relpersistence INTO owner, persistence
+      FROM pg_class c WHERE c.oid = table_name AND c.relkind IN ('r', 'p');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not a table', coalesce(table_name::text, 'NULL')
+            USING ERRCODE = 'wrong_object_type', HINT = 'Track a plain or partitioned table.';
+    END IF;
+    IF NOT pg_has_role(webhooks.session_role(), owner, 'USAGE') THEN
+        RAISE EXCEPTION 'only the owner of % (role %) may track or untrack it', table_name, pg_get_userbyid(owner)
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Run it as %s or a member of that role, or ask its owner to.', quote_ident(pg_get_userbyid(owner)));
+    END IF;
+    IF persistence = 't' THEN
+        RAISE EXCEPTION '% is a temporary table', table_name
+            USING ERRCODE = 'wrong_object_type', HINT = 'Track the permanent table that holds the data.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.track(table_name regclass, kind text DEFAULT NULL,
+                               candidates regclass DEFAULT NULL,
+                               job_postings regclass DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    schema_name text;
+    relname     text;
+    spec        webhooks.table_kinds;
+BEGIN
+    PERFORM webhooks.check_may_track(table_name);
+    SELECT n.nspname, c.relname INTO schema_name, relname
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = table_name;
+    SELECT * INTO spec FROM webhooks.table_kinds k WHERE k.kind = coalesce(track.kind, relname);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'cannot tell what kind of table % is', table_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Name the kind: webhooks.track(%L, kind => ...) with one of %s.', table_name,
+                                (SELECT string_agg(k.kind, ', ' ORDER BY k.kind) FROM webhooks.table_kinds k));
+    END IF;
+    PERFORM webhooks.require_columns(table_name, spec.kind, spec.required_columns);
+    IF spec.needs_people THEN
+        candidates := coalesce(candidates, to_regclass(format('%I.candidates', schema_name)));
+        job_postings := coalesce(job_postings, to_regclass(format('%I.job_postings', schema_name)));
+        IF candidates IS NULL OR job_postings IS NULL THEN
+            RAISE EXCEPTION '% payloads need a candidates and a job_postings table; % has none', spec.kind, schema_name
+                USING ERRCODE = 'undefined_table',
+                      HINT = 'Pass them: webhooks.track(tbl, candidates => ''my.people'', job_postings => ''my.jobs'').';
+        END IF;
+        PERFORM webhooks.require_columns(candidates, 'candidates', webhooks.people_columns('candidates'));
+        PERFORM webhooks.require_columns(job_postings, 'job_postings', webhooks.people_columns('job_postings'));
+    ELSE
+        candidates := NULL;
+        job_postings := NULL;
+    END IF;
+
+    PERFORM webhooks.check_trackable(table_name, spec.kind, candidates, job_postings);
+
+    PERFORM webhooks.untrack(table_name, if_tracked => true);
+    -- The trigger names only the kind: it reads the people tables from tracked_tables (by oid,
+    -- once per session), so a dump restored elsewhere, where every table has a new oid, keeps
+    -- working. It writes the log itself, without privilege checks: a writer with no rights in
+    -- the webhooks schema still emits, and the writer's search_path plays no part.
+    EXECUTE format('CREATE TRIGGER webhooks_events AFTER INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION webhooks.track_changes(%L)',
+                   table_name, spec.kind);
+    INSERT INTO webhooks.tracked_tables (table_name, kind, candidates, job_postings)
+    VALUES (track.table_name, spec.kind, candidates, job_postings);
+    RETURN format('%s tracked as %s: %s', table_name, spec.kind, array_to_string(spec.events, ', '));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhooks.untrack(table_name regclass, if_tracked boolean DEFAULT false) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    tracked webhooks.tracked_tables;
+BEGIN
+    PERFORM webhooks.check_may_track(table_name);
+    DELETE FROM webhooks.tracked_tables t WHERE t.table_name = untrack.table_name RETURNING * INTO tracked;
+    IF NOT FOUND THEN
+        IF if_tracked THEN
+            RETURN false;
+        END IF;
+        RAISE EXCEPTION 'table % is not tracked', table_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM webhooks.tracked_tables lists the tracked tables.';
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS webhooks_events ON %s', table_name);
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION webhooks.track_ats(text) SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.restore_setting() SET search_path = pg_catalog, webhooks, pg_temp;
+
+ALTER FUNCTION webhooks.restore_fanout_position() SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE OR REPLACE FUNCTION webhooks.resume_after_restore() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    made integer;
+BEGIN
+    PERFORM webhooks.lock_fan_out(wait => true);
+    PERFORM FROM webhooks.fanout_position p WHERE p.restored FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhooks.fanout_position does not come from a restore; there is nothing to resume'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'webhooks.fan_out() runs by itself in every relay claim.';
+    END IF;
+    made := webhooks.make_deliveries(ARRAY(SELECT a.id FROM webhooks.events_awaiting_fan_out a));
+    DELETE FROM webhooks.fanout_marks;
+    UPDATE webhooks.fanout_position
+       SET done = pg_current_snapshot(), done_by = pg_current_xact_id(),
+           floor = coalesce((SELECT max(ev.id) FROM webhooks.events ev), 0),
+           batch = NULL, batch_by = NULL, batch_reached = NULL, restored = false;
+    RETURN made;
+END
+$$;
+
+------------------------------------------------------------------------------------------
+-- Privileges (privileges.sql as 0.2.0 has them)
+------------------------------------------------------------------------------------------
+
+REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks FROM PUBLIC;
+REVOKE USAGE ON SCHEMA webhooks FROM webhooks_admin, webhooks_relay, webhooks_reader;
+
+GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb) TO webhooks_emitter;
+
+GRANT EXECUTE ON FUNCTION webhooks.update_endpoint(bigint, jsonb) TO webhooks_admin;
+REVOKE SELECT ON webhooks.endpoints FROM webhooks_admin;
+GRANT SELECT (id, name, description, url, events, status, disabled_reason, disabled_at, rate_limit,
+              failure_window, failure_threshold, failures_counted_since, created_at, updated_at)
+    ON webhooks.endpoints TO webhooks_admin;
+
+REVOKE EXECUTE ON FUNCTION webhooks.fan_out(integer), webhooks.disable_endpoint(bigint, text),
+                           webhooks.iso8601(timestamptz)
+FROM webhooks_relay;
+REVOKE SELECT ON webhooks.endpoints, webhooks.events, webhooks.settings FROM webhooks_relay;
+GRANT EXECUTE ON FUNCTION
+    webhooks.record_attempts(text, jsonb),
+    webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]),
+    webhooks.lease_key(text)
+TO webhooks_relay;
+GRANT EXECUTE ON FUNCTION webhooks.max_lease() TO webhooks_admin, webhooks_reader, webhooks_relay;
+
+
+COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide switch (allow_http, outreach_addon). Admin only. Turning allow_http off disables every plain-http endpoint.';
+COMMENT ON FUNCTION webhooks.list_event_types() IS 'Every event type with its category, description, required add-on and whether it is available now.';
+COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval) IS 'Create an endpoint subscribed to event types and/or categories (''application.*''). Returns its id and signing secret. backfill_since queues past events from the log.';
+COMMENT ON FUNCTION webhooks.update_endpoint(bigint, jsonb) IS 'Change url, name, description, events, rate_limit or failure_window: keys present in the JSON object are changed, others kept. Returns the endpoint as endpoint_list shows it (no secret).';
+COMMENT ON FUNCTION webhooks.pause_endpoint(bigint) IS 'Stop deliveries. Events that fire while paused are not queued; already queued deliveries wait for resume.';
+COMMENT ON FUNCTION webhooks.resume_endpoint(bigint) IS 'Re-enable a paused or disabled endpoint and reset its failure counter.';
+COMMENT ON FUNCTION webhooks.disable_endpoint(bigint, text) IS 'Disable an endpoint, recording why. The relay calls it on 410 Gone and on too many failures.';
+COMMENT ON FUNCTION webhooks.rotate_secret(bigint, text) IS 'Replace the signing secret (generated, or the one given). The old secret stops signing at once.';
+COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its deliveries and attempts. The event log and the endpoint history stay.';
+COMMENT ON FUNCTION webhooks.send_test_ping(bigint) IS 'Queue a test.ping event with data {} for this endpoint only. Returns the event id.';
+COMMENT ON FUNCTION webhooks.emit(text, jsonb) IS 'Log an event and queue one delivery per active subscribed endpoint, in the caller''s transaction. Returns the event id. Members of webhooks_emitter only; refuses test.ping and the events of add-ons that are off.';
+COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS 'Queue logged events of [since, until) to an endpoint again, optionally only some types. Returns how many were queued.';
+COMMENT ON FUNCTION webhooks.redeliver(bigint) IS 'Send one delivery again now, starting a fresh retry schedule.';
+COMMENT ON FUNCTION webhooks.iso8601(timestamptz) IS 'Format a timestamp as ISO 8601 UTC with whole seconds and Z, as in webhook payloads.';
+COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new 256-bit signing secret (whsec_ + 64 hex digits).';
+COMMENT ON FUNCTION webhooks.check_endpoint_url(text, boolean) IS 'Validate and normalise an endpoint URL; raises an error naming the problem.';
+COMMENT ON VIEW webhooks.endpoint_list IS 'Endpoints without their secrets.';
+COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status with pending, succeeded and failed (last 24 h) counts.';
+COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoint and attempts (request headers, response status, timing).';
+COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
+COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
+COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (other 4xx except 408/429, a refused target, or the last attempt) or retry (3xx, 408, 429, 5xx, timeouts, network and TLS errors).';
+COMMENT ON FUNCTION webhooks.make_deliveries(bigint[]) IS 'The deliveries of the given events, one per active subscribed endpoint that existed when the event was logged; fan_out and resume_after_restore use it.';
+COMMENT ON FUNCTION webhooks.resume_after_restore() IS 'After restoring a dump: make the deliveries of the tracked events the dumped cluster had not fanned out, then restart fan-out at the end of the log. Run once the restore is complete, before applications write again.';
+COMMENT ON FUNCTION webhooks.restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
+COMMENT ON FUNCTION webhooks.restore_fanout_position() IS 'Trigger: a restored fan-out position replaces the fresh one and is marked restored, so that fan_out waits for resume_after_restore.';
+COMMENT ON FUNCTION webhooks.fan_out(integer) IS 'Make the deliveries of up to max_events committed tracked events (webhooks.events_awaiting_fan_out); every claim runs it first. Returns the number of deliveries made.';
+COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
+COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
+COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures. Returns the count of each outcome, and of attempts not recorded because this session holds no live lease on their delivery.';
+COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, and tracked events awaiting fan-out (the relay''s /metrics).';
+COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give deliveries this session holds back unattempted, due again after delay_ms (at most a day).';
+COMMENT ON FUNCTION webhooks.retry_now(bigint) IS 'Make waiting retries (of one endpoint, or all when NULL) due now. Returns how many.';
+COMMENT ON FUNCTION webhooks.track(regclass, text, regclass, regclass) IS 'Emit the documented events from changes to a table: checks its columns (naming any missing) and their types, and attaches the webhooks.track_changes AFTER INSERT OR UPDATE trigger. kind defaults to the table name.';
+COMMENT ON FUNCTION webhooks.untrack(regclass, boolean) IS 'Stop tracking a table: drops its trigger.';
+COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table (sql/ats_schema.sql) found in a schema.';
+COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.track attaches: track_changes(kind) fires the kind''s events, reading the people tables recorded in webhooks.tracked_tables, (docs/ats-events.md) and logs them in the writing transaction.';
+COMMENT ON FUNCTION webhooks.check_trackable(oid, text, oid, oid) IS 'Used by track: refuses a table whose rule booleans, payload timestamps or people ids have types tracking cannot use.';
+COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
+COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
+COMMENT ON FUNCTION webhooks.set_relay_asleep(text, boolean) IS 'Relay only: register as asleep (emitters then NOTIFY at commit) or awake (it polls; no NOTIFY needed).';
+COMMENT ON FUNCTION webhooks.ended_in(xid8, pg_snapshot, xid8) IS 'Whether a transaction had ended in a snapshot taken by another (or the same) transaction: the rule of webhooks.fan_out''s rounds.';
+COMMENT ON FUNCTION webhooks.setting_enabled(text) IS 'Internal: whether a boolean setting of webhooks.settings is on.';
+COMMENT ON FUNCTION webhooks.resolve_event_selection(text[]) IS 'Internal: expand a subscription''s event types and ''category.*'' patterns to event types, refusing unknown ones and types whose add-on is off.';
+COMMENT ON FUNCTION webhooks.lock_endpoint(bigint) IS 'Internal: lock an endpoint row for a change, or fail naming the id.';
+COMMENT ON FUNCTION webhooks.record_history(bigint, text, jsonb) IS 'Internal: append an endpoint configuration change to webhooks.endpoint_history.';
+COMMENT ON FUNCTION webhooks.check_secret(text) IS 'Internal: refuse a signing secret shorter than 24 characters, with spaces, or with less than 128 bits of variety (Shannon estimate).';
+COMMENT ON FUNCTION webhooks.check_rate_limit(integer) IS 'Internal: refuse a rate limit outside 1 to 100000 requests per second (NULL means none).';
+COMMENT ON FUNCTION webhooks.check_failure_window(interval) IS 'Internal: refuse a failure window outside 1 minute to 30 days.';
+COMMENT ON FUNCTION webhooks.checked_url(text) IS 'Internal: an endpoint URL checked by check_endpoint_url, with plain http allowed only when the allow_http setting is on.';
+COMMENT ON FUNCTION webhooks.wake_relay() IS 'Internal: NOTIFY webhooks_work at commit, only while some relay sleeps (webhooks.sleeping_relays).';
+COMMENT ON FUNCTION webhooks.queue_from_log(bigint, timestamptz, timestamptz, text[]) IS 'Internal: queue deliveries of logged events to one endpoint (replay); existing ones start a new round. The caller holds the endpoint''s row lock.';
+COMMENT ON FUNCTION webhooks.refuse_log_change() IS 'Trigger of the append-only logs: refuses UPDATE, DELETE and TRUNCATE.';
+COMMENT ON TABLE webhooks.sleeping_relays IS 'Relays asleep on LISTEN webhooks_work; emitters NOTIFY at commit only while a row here is fresh (unlogged).';
+COMMENT ON TABLE webhooks.table_kinds IS 'What webhooks.track knows how to track: each kind of ATS table, the columns it needs, and the events it fires.';
+COMMENT ON TABLE webhooks.tracked_tables IS 'Tables webhooks.track has attached the tracking trigger to, with their kind and people tables.';
+COMMENT ON FUNCTION webhooks.max_lease() IS 'The longest lease claim_deliveries grants: 1 hour.';
+COMMENT ON FUNCTION webhooks.lease_key(text) IS 'Relay only: this session''s lease key (made on first use, or the one given back after a reconnect). Records and releases reach only the leases taken with it.';
+COMMENT ON FUNCTION webhooks.lease_holder() IS 'Internal: what deliveries.leased_by holds for this session''s leases: 64 bits of the SHA-256 of the session''s lease key.';
+COMMENT ON FUNCTION webhooks.lock_fan_out(boolean) IS 'Internal: the transaction-scoped lock that makes fan-out rounds run one at a time, in an advisory lock class no SQL role can take (pg_locks: advisory, objsubid 30568).';
+COMMENT ON FUNCTION webhooks.session_role() IS 'Internal: the role this session acts as (its user or SET ROLE), whatever security-definer functions stand between; whose rights track() checks.';
+COMMENT ON FUNCTION webhooks.check_may_track(regclass) IS 'Internal: refuse to track or untrack a table unless the session''s role is its owner or a member of the owning role, or a temporary table.';
+COMMENT ON FUNCTION webhooks.endpoint_changed(bigint) IS 'Internal: NOTIFY webhooks_endpoint_changed with the endpoint id at commit, so that relays stop using what their claims said about it.';
