@@ -2,7 +2,9 @@
 //! extension/src/tests/security.rs; docs/security.md lists them all).
 
 use e2e::stage::{signature_is_valid, Stage};
+use futures_util::StreamExt;
 use std::time::{Duration, Instant};
+use tokio_postgres::{AsyncMessage, NoTls};
 
 const SUBMIT: &str = "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at)
                       VALUES (7, 3, now())";
@@ -57,17 +59,57 @@ fn last_old_request_after(stage: &Stage, old_secret: &str, committed: Instant) -
         .max()
 }
 
+/// A session listening where relays hear of endpoint changes, as the relay's LISTEN
+/// connection does; yields when each notification arrived.
+async fn listen_for_changes(
+    stage: &Stage,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<Instant>,
+) {
+    let (client, mut connection) = tokio_postgres::connect(&stage.cluster.connstr("app"), NoTls)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(_) = message {
+                let _ = tx.send(Instant::now());
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN webhooks_endpoint_changed")
+        .await
+        .unwrap();
+    (client, rx)
+}
+
 #[tokio::test]
 async fn once_a_rotation_commits_no_request_starts_with_the_old_secret() {
     let stage = Stage::new().await.unwrap();
     let (id, old_secret) = slow_endpoint_with_a_backlog(&stage, 8).await;
     let _relay = stage.relay(&[]).await.unwrap();
+    let (_listener, mut heard) = listen_for_changes(&stage).await;
     stage.receiver.wait_for(1, Duration::from_secs(20)).await;
+    let asked = Instant::now();
     let new_secret: String = stage
         .scalar(&format!("SELECT webhooks.rotate_secret({id})"))
         .await
         .unwrap();
     let committed = Instant::now();
+    // The window left: from the commit to a listener hearing of it (the relay's LISTEN
+    // connection hears it the same way). The commit happens between `asked` and `committed`.
+    let heard_at = tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .expect("the change is announced")
+        .unwrap();
+    eprintln!(
+        "the rotation was heard {:?} after the call returned ({:?} after it was made)",
+        heard_at.saturating_duration_since(committed),
+        heard_at.saturating_duration_since(asked)
+    );
     let requests = stage.receiver.wait_for(8, Duration::from_secs(30)).await;
     assert!(requests.len() >= 8, "{} requests", requests.len());
     let late = last_old_request_after(&stage, &old_secret, committed);
