@@ -96,6 +96,39 @@ $$;
 -- characters, and at least 128 bits by the Shannon estimate of its characters (length times
 -- the entropy of their frequencies). 'aaaaaaaaaaaaaaaaaaaaaaaa' has 0 bits, a word repeated
 -- has few; 32 random hex digits have 128, a generated secret about 290.
+-- Bring an endpoint's subscription periods up to date with what it takes from now on: the types
+-- it subscribes to while it is active, without those whose add-on is off (none once it is
+-- deleted). Every function that changes any of that calls it, in the same transaction.
+CREATE FUNCTION webhooks.sync_subscription_periods(endpoint_id bigint) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    WITH taking AS (
+        SELECT s.event_type
+          FROM webhooks.subscriptions s
+          JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
+          JOIN webhooks.event_types t ON t.name = s.event_type
+         WHERE s.endpoint_id = sync_subscription_periods.endpoint_id
+           AND (t.addon IS NULL OR webhooks.setting_enabled(t.addon || '_addon'))
+    ), ended AS (
+        UPDATE webhooks.subscription_periods p SET until = now()
+         WHERE p.endpoint_id = sync_subscription_periods.endpoint_id AND p.until IS NULL
+           AND p.event_type NOT IN (SELECT t.event_type FROM taking t)
+    ), resumed AS (
+        -- A period ended earlier in this transaction goes on, rather than end and restart at
+        -- the same instant.
+        UPDATE webhooks.subscription_periods p SET until = NULL
+         WHERE p.endpoint_id = sync_subscription_periods.endpoint_id AND p.until = now()
+           AND p.event_type IN (SELECT t.event_type FROM taking t)
+    )
+    -- All three parts read the periods as they were before this statement.
+    INSERT INTO webhooks.subscription_periods (endpoint_id, event_type, since)
+    SELECT sync_subscription_periods.endpoint_id, t.event_type, now()
+      FROM taking t
+     WHERE NOT EXISTS (SELECT FROM webhooks.subscription_periods p
+                        WHERE p.endpoint_id = sync_subscription_periods.endpoint_id
+                          AND p.event_type = t.event_type
+                          AND (p.until IS NULL OR p.until = now()))
+$$;
+
 CREATE FUNCTION webhooks.check_secret(secret text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -224,8 +257,10 @@ SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
        (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
        coalesce(day.succeeded, 0) AS succeeded_24h,
        coalesce(day.failed, 0) AS failed_24h,
-       (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
-           AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_attempts_in_window,
+       -- What auto-disable counts: deliveries failed for good within the failure window,
+       -- since the last resume (attempts that will be retried do not count).
+       (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome = 'failed'
+           AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_deliveries_in_window,
        (SELECT max(a.last_attempt_at) FROM webhooks.endpoint_activity a WHERE a.endpoint_id = e.id) AS last_attempt_at
   FROM webhooks.endpoints e
   LEFT JOIN LATERAL (
@@ -267,6 +302,26 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Give ''true'' or ''false''.';
     END IF;
     UPDATE webhooks.settings s SET value = parsed::text, updated_at = now() WHERE s.name = set_setting.name;
+    -- An add-on switched: its event types are taken, or no longer taken, from now on. Switched
+    -- off, its queued deliveries are not sent either: they fail, saying why, and relays hand
+    -- back the ones they hold.
+    IF set_setting.name LIKE '%\_addon' THEN
+        PERFORM webhooks.sync_subscription_periods(e.id) FROM webhooks.endpoints e ORDER BY e.id;
+        IF NOT parsed THEN
+            UPDATE webhooks.deliveries d
+               SET status = 'failed', finished_at = now(), leased_by = NULL, leased_until = NULL,
+                   last_error = format('not sent: the %s add-on was turned off', left(set_setting.name, -6))
+              FROM webhooks.events ev, webhooks.event_types t
+             WHERE ev.id = d.event_id AND t.name = ev.event_type
+               AND t.addon || '_addon' = set_setting.name
+               AND d.status NOT IN ('succeeded', 'failed');
+            PERFORM webhooks.endpoint_changed(e.id)
+               FROM webhooks.endpoints e
+              WHERE EXISTS (SELECT FROM webhooks.subscriptions s JOIN webhooks.event_types t ON t.name = s.event_type
+                             WHERE s.endpoint_id = e.id AND t.addon || '_addon' = set_setting.name)
+              ORDER BY e.id;
+        END IF;
+    END IF;
     -- Plain http was allowed when these endpoints were made; from now on it is not, so they
     -- stop getting requests (resume_endpoint refuses them until their URL is https).
     IF set_setting.name = 'allow_http' AND NOT parsed THEN
@@ -327,6 +382,7 @@ BEGIN
 
     INSERT INTO webhooks.subscriptions (event_type, endpoint_id)
     SELECT t, created.id FROM unnest(types) t;
+    PERFORM webhooks.sync_subscription_periods(created.id);
 
     PERFORM webhooks.record_history(created.id, 'created', jsonb_build_object(
         'name', created.name, 'url', created.url, 'events', created.events,
@@ -411,6 +467,7 @@ BEGIN
            events = ep.events, updated_at = now()
      WHERE e.id = ep.id
     RETURNING * INTO ep;
+    PERFORM webhooks.sync_subscription_periods(ep.id);
     PERFORM webhooks.record_history(ep.id, 'edited', changes);
     PERFORM webhooks.endpoint_changed(ep.id);
     RETURN (SELECT l FROM webhooks.endpoint_list l WHERE l.id = ep.id);
@@ -427,6 +484,7 @@ DECLARE
 BEGIN
     IF ep.status = 'active' THEN
         UPDATE webhooks.endpoints e SET status = 'paused', updated_at = now() WHERE e.id = ep.id;
+        PERFORM webhooks.sync_subscription_periods(ep.id);
         PERFORM webhooks.record_history(ep.id, 'paused');
         PERFORM webhooks.endpoint_changed(ep.id);
         RETURN 'paused';
@@ -447,6 +505,7 @@ BEGIN
        SET status = 'active', disabled_reason = NULL, disabled_at = NULL,
            failures_counted_since = now(), updated_at = now()
      WHERE e.id = ep.id;
+    PERFORM webhooks.sync_subscription_periods(ep.id);
     PERFORM webhooks.record_history(ep.id, 'resumed',
         jsonb_build_object('previous_status', ep.status, 'disabled_reason', ep.disabled_reason));
     PERFORM webhooks.wake_relay();
@@ -468,6 +527,7 @@ BEGIN
         UPDATE webhooks.endpoints e
            SET status = 'disabled', disabled_reason = reason, disabled_at = now(), updated_at = now()
          WHERE e.id = ep.id;
+        PERFORM webhooks.sync_subscription_periods(ep.id);
         PERFORM webhooks.record_history(ep.id, 'disabled', jsonb_build_object('reason', reason));
         PERFORM webhooks.endpoint_changed(ep.id);
     END IF;
@@ -502,9 +562,14 @@ BEGIN
     DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
     DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoint_activity a WHERE a.endpoint_id = ep.id;
+    DELETE FROM webhooks.subscription_periods p WHERE p.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;
-    PERFORM webhooks.record_history(ep.id, 'deleted',
-        jsonb_build_object('name', ep.name, 'url', ep.url));
+    -- Its history goes too (URL, name, every edit); one audit line says that endpoint ep.id
+    -- existed and was deleted, by whom and when.
+    PERFORM set_config('webhooks.deleting_endpoint', ep.id::text, true);
+    DELETE FROM webhooks.endpoint_history h WHERE h.endpoint_id = ep.id;
+    PERFORM set_config('webhooks.deleting_endpoint', '', true);
+    PERFORM webhooks.record_history(ep.id, 'deleted');
     PERFORM webhooks.endpoint_changed(ep.id);
 END
 $$;

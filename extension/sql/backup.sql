@@ -14,6 +14,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.settings', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoints_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.subscriptions', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.subscription_periods', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.events', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.events_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries', '');

@@ -89,12 +89,30 @@ CREATE TABLE webhooks.endpoints (
     rate_limit             integer CHECK (rate_limit BETWEEN 1 AND 100000),
     failure_window         interval NOT NULL DEFAULT '24 hours',
     failure_threshold      integer NOT NULL DEFAULT 25 CHECK (failure_threshold > 0),
-    -- Failed attempts before this instant do not count towards auto-disable: resume moves it.
+    -- Deliveries failed before this instant do not count towards auto-disable: resume moves it.
     failures_counted_since timestamptz NOT NULL DEFAULT now(),
     created_at             timestamptz NOT NULL DEFAULT now(),
     updated_at             timestamptz NOT NULL DEFAULT now(),
     CHECK ((status = 'disabled') = (disabled_at IS NOT NULL))
 );
+
+-- When each endpoint took each event type: from the moment it was active, subscribed to the
+-- type, and the type's add-on (if any) was on, until one of those stopped. A tracked event gets
+-- its deliveries when fan_out() reaches it, which may be long after it fired (a relay stopped or
+-- behind); who gets one is decided by these periods at the event's time (created_at, its
+-- transaction's start), not by the endpoints' state when fan-out gets there. So an event fired
+-- while an endpoint was paused is never delivered to it, one fired before a pause still is, a
+-- new endpoint gets no earlier events, and a deleted one none at all (its periods go with it).
+-- sync_subscription_periods() keeps them; closed periods are a few rows per configuration change.
+CREATE TABLE webhooks.subscription_periods (
+    endpoint_id bigint NOT NULL,
+    event_type  text NOT NULL,
+    since       timestamptz NOT NULL,
+    -- NULL while the period lasts.
+    until       timestamptz,
+    PRIMARY KEY (event_type, since, endpoint_id)
+);
+CREATE INDEX subscription_periods_endpoint ON webhooks.subscription_periods (endpoint_id, event_type);
 
 -- Keyed by event type first: emit() looks up "who subscribes to this type".
 CREATE TABLE webhooks.subscriptions (
@@ -259,8 +277,10 @@ CREATE TABLE webhooks.attempts (
     -- recorded attempt one more index entry and WAL record (about 1 µs of record_attempts' 11).
     PRIMARY KEY (delivery_id, id)
 );
-CREATE INDEX attempts_endpoint_failures ON webhooks.attempts (endpoint_id, started_at)
-    WHERE outcome <> 'succeeded';
+-- Deliveries that failed for good, by endpoint and time: what auto-disable counts. Attempts
+-- that will be retried are not indexed.
+CREATE INDEX attempts_endpoint_failed ON webhooks.attempts (endpoint_id, started_at)
+    WHERE outcome = 'failed';
 
 -- What each endpoint's relays recorded, by the hour: deliveries finished (succeeded, failed
 -- for good), attempts, and the latest attempt's start. record_attempts adds each batch here,
@@ -303,8 +323,25 @@ CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON webhooks.events
     FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_log_change();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON webhooks.events
     FOR EACH STATEMENT EXECUTE FUNCTION webhooks.refuse_log_change();
+-- The endpoint history is append-only too, with one exception: delete_endpoint deletes a
+-- webhook's history with it (Kit: deleting a webhook deletes its history) and leaves one audit
+-- line. It names the endpoint it is deleting in a transaction-local setting; only the
+-- extension's owner can delete rows here at all.
+CREATE FUNCTION webhooks.refuse_history_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE'
+       AND OLD.endpoint_id::text = current_setting('webhooks.deleting_endpoint', true) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'webhooks.endpoint_history is append-only: % is not allowed', TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'An endpoint''s history goes only with the endpoint: webhooks.delete_endpoint.';
+END
+$$;
+
 CREATE TRIGGER endpoint_history_append_only BEFORE UPDATE OR DELETE ON webhooks.endpoint_history
-    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_log_change();
+    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_history_change();
 CREATE TRIGGER endpoint_history_no_truncate BEFORE TRUNCATE ON webhooks.endpoint_history
     FOR EACH STATEMENT EXECUTE FUNCTION webhooks.refuse_log_change();
 

@@ -7,6 +7,11 @@
 -- secrets; only a table's owner tracks it, with people tables the owner may read; weak own
 -- secrets are refused; turning allow_http off disables plain-http endpoints; configuration
 -- changes are announced to relays (webhooks_endpoint_changed). docs/security.md explains each.
+--
+-- Delivery rules: who gets a tracked event is decided by the endpoints' state at the event
+-- (subscription_periods), however late fan-out reaches it; auto-disable counts deliveries that
+-- failed for good; a 408 is not retried; switching an add-on off stops its deliveries; deleting
+-- an endpoint deletes its history but for one audit line.
 
 DO $roles$
 BEGIN
@@ -28,6 +33,74 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'session_role_wrapper';
 
+------------------------------------------------------------------------------------------
+-- Who gets a tracked event is decided at the event: subscription periods
+------------------------------------------------------------------------------------------
+
+CREATE TABLE webhooks.subscription_periods (
+    endpoint_id bigint NOT NULL,
+    event_type  text NOT NULL,
+    since       timestamptz NOT NULL,
+    -- NULL while the period lasts.
+    until       timestamptz,
+    PRIMARY KEY (event_type, since, endpoint_id)
+);
+CREATE INDEX subscription_periods_endpoint ON webhooks.subscription_periods (endpoint_id, event_type);
+
+-- Until now fan-out decided by the endpoints' state when it ran. From here on the periods
+-- decide; each active endpoint takes what it subscribes to now from its creation on (the one
+-- thing 0.1.0 also looked at), so events logged before this update and fanned out after it
+-- go where 0.1.0 would have sent them.
+INSERT INTO webhooks.subscription_periods (endpoint_id, event_type, since)
+SELECT s.endpoint_id, s.event_type, e.created_at
+  FROM webhooks.subscriptions s
+  JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
+  JOIN webhooks.event_types t ON t.name = s.event_type
+ WHERE t.addon IS NULL
+    OR (SELECT st.value FROM webhooks.settings st WHERE st.name = t.addon || '_addon') = 'true';
+SELECT pg_catalog.pg_extension_config_dump('webhooks.subscription_periods', '');
+
+------------------------------------------------------------------------------------------
+-- Auto-disable counts deliveries that failed for good
+------------------------------------------------------------------------------------------
+
+DROP INDEX webhooks.attempts_endpoint_failures;
+CREATE INDEX attempts_endpoint_failed ON webhooks.attempts (endpoint_id, started_at)
+    WHERE outcome = 'failed';
+DROP VIEW webhooks.endpoint_status;
+CREATE VIEW webhooks.endpoint_status AS
+SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
+       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
+       coalesce(day.succeeded, 0) AS succeeded_24h,
+       coalesce(day.failed, 0) AS failed_24h,
+       -- What auto-disable counts: deliveries failed for good within the failure window,
+       -- since the last resume (attempts that will be retried do not count).
+       (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome = 'failed'
+           AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_deliveries_in_window,
+       (SELECT max(a.last_attempt_at) FROM webhooks.endpoint_activity a WHERE a.endpoint_id = e.id) AS last_attempt_at
+  FROM webhooks.endpoints e
+  LEFT JOIN LATERAL (
+      SELECT sum(a.succeeded)::bigint AS succeeded, sum(a.failed)::bigint AS failed
+        FROM webhooks.endpoint_activity a
+       WHERE a.endpoint_id = e.id AND a.hour > now() - interval '24 hours') day ON true;
+
+------------------------------------------------------------------------------------------
+-- Functions
+------------------------------------------------------------------------------------------
+
+CREATE FUNCTION webhooks.refuse_history_change() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE'
+       AND OLD.endpoint_id::text = current_setting('webhooks.deleting_endpoint', true) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'webhooks.endpoint_history is append-only: % is not allowed', TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'An endpoint''s history goes only with the endpoint: webhooks.delete_endpoint.';
+END
+$$;
+
 ALTER FUNCTION webhooks.setting_enabled(text) SET search_path = pg_catalog, webhooks, pg_temp;
 
 ALTER FUNCTION webhooks.resolve_event_selection(text[]) SET search_path = pg_catalog, webhooks, pg_temp;
@@ -35,6 +108,36 @@ ALTER FUNCTION webhooks.resolve_event_selection(text[]) SET search_path = pg_cat
 ALTER FUNCTION webhooks.lock_endpoint(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
 
 ALTER FUNCTION webhooks.record_history(bigint, text, jsonb) SET search_path = pg_catalog, webhooks, pg_temp;
+
+CREATE FUNCTION webhooks.sync_subscription_periods(endpoint_id bigint) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    WITH taking AS (
+        SELECT s.event_type
+          FROM webhooks.subscriptions s
+          JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
+          JOIN webhooks.event_types t ON t.name = s.event_type
+         WHERE s.endpoint_id = sync_subscription_periods.endpoint_id
+           AND (t.addon IS NULL OR webhooks.setting_enabled(t.addon || '_addon'))
+    ), ended AS (
+        UPDATE webhooks.subscription_periods p SET until = now()
+         WHERE p.endpoint_id = sync_subscription_periods.endpoint_id AND p.until IS NULL
+           AND p.event_type NOT IN (SELECT t.event_type FROM taking t)
+    ), resumed AS (
+        -- A period ended earlier in this transaction goes on, rather than end and restart at
+        -- the same instant.
+        UPDATE webhooks.subscription_periods p SET until = NULL
+         WHERE p.endpoint_id = sync_subscription_periods.endpoint_id AND p.until = now()
+           AND p.event_type IN (SELECT t.event_type FROM taking t)
+    )
+    -- All three parts read the periods as they were before this statement.
+    INSERT INTO webhooks.subscription_periods (endpoint_id, event_type, since)
+    SELECT sync_subscription_periods.endpoint_id, t.event_type, now()
+      FROM taking t
+     WHERE NOT EXISTS (SELECT FROM webhooks.subscription_periods p
+                        WHERE p.endpoint_id = sync_subscription_periods.endpoint_id
+                          AND p.event_type = t.event_type
+                          AND (p.until IS NULL OR p.until = now()))
+$$;
 
 CREATE OR REPLACE FUNCTION webhooks.check_secret(secret text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -88,6 +191,26 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Give ''true'' or ''false''.';
     END IF;
     UPDATE webhooks.settings s SET value = parsed::text, updated_at = now() WHERE s.name = set_setting.name;
+    -- An add-on switched: its event types are taken, or no longer taken, from now on. Switched
+    -- off, its queued deliveries are not sent either: they fail, saying why, and relays hand
+    -- back the ones they hold.
+    IF set_setting.name LIKE '%\_addon' THEN
+        PERFORM webhooks.sync_subscription_periods(e.id) FROM webhooks.endpoints e ORDER BY e.id;
+        IF NOT parsed THEN
+            UPDATE webhooks.deliveries d
+               SET status = 'failed', finished_at = now(), leased_by = NULL, leased_until = NULL,
+                   last_error = format('not sent: the %s add-on was turned off', left(set_setting.name, -6))
+              FROM webhooks.events ev, webhooks.event_types t
+             WHERE ev.id = d.event_id AND t.name = ev.event_type
+               AND t.addon || '_addon' = set_setting.name
+               AND d.status NOT IN ('succeeded', 'failed');
+            PERFORM webhooks.endpoint_changed(e.id)
+               FROM webhooks.endpoints e
+              WHERE EXISTS (SELECT FROM webhooks.subscriptions s JOIN webhooks.event_types t ON t.name = s.event_type
+                             WHERE s.endpoint_id = e.id AND t.addon || '_addon' = set_setting.name)
+              ORDER BY e.id;
+        END IF;
+    END IF;
     -- Plain http was allowed when these endpoints were made; from now on it is not, so they
     -- stop getting requests (resume_endpoint refuses them until their URL is https).
     IF set_setting.name = 'allow_http' AND NOT parsed THEN
@@ -102,7 +225,58 @@ $$;
 
 ALTER FUNCTION webhooks.list_event_types() SET search_path = pg_catalog, webhooks, pg_temp;
 
-ALTER FUNCTION webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval) SET search_path = pg_catalog, webhooks, pg_temp;
+CREATE OR REPLACE FUNCTION webhooks.create_endpoint(
+    url            text,
+    events         text[],
+    name           text DEFAULT NULL,
+    description    text DEFAULT NULL,
+    secret         text DEFAULT NULL,
+    rate_limit     integer DEFAULT NULL,
+    backfill_since timestamptz DEFAULT NULL,
+    failure_window interval DEFAULT '24 hours')
+RETURNS TABLE (endpoint_id bigint, signing_secret text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    types   text[] := webhooks.resolve_event_selection(events);
+    created webhooks.endpoints;
+BEGIN
+    INSERT INTO webhooks.endpoints AS e (name, description, url, secret, events, rate_limit, failure_window)
+    VALUES (coalesce(nullif(btrim(create_endpoint.name), ''), 'endpoint-' || gen_random_uuid()),
+            nullif(create_endpoint.description, ''),
+            webhooks.checked_url(create_endpoint.url),
+            CASE WHEN create_endpoint.secret IS NULL THEN webhooks.generate_secret()
+                 ELSE webhooks.check_secret(create_endpoint.secret) END,
+            create_endpoint.events,
+            webhooks.check_rate_limit(create_endpoint.rate_limit),
+            webhooks.check_failure_window(create_endpoint.failure_window))
+    RETURNING * INTO created;
+
+    IF create_endpoint.name IS NULL OR btrim(create_endpoint.name) = '' THEN
+        UPDATE webhooks.endpoints e
+           SET name = substring(created.url FROM '^[a-z]+://([^/:?#]+)') || ' #' || created.id
+         WHERE e.id = created.id
+        RETURNING * INTO created;
+    END IF;
+
+    INSERT INTO webhooks.subscriptions (event_type, endpoint_id)
+    SELECT t, created.id FROM unnest(types) t;
+    PERFORM webhooks.sync_subscription_periods(created.id);
+
+    PERFORM webhooks.record_history(created.id, 'created', jsonb_build_object(
+        'name', created.name, 'url', created.url, 'events', created.events,
+        'description', created.description, 'rate_limit', created.rate_limit,
+        'failure_window', created.failure_window));
+
+    IF backfill_since IS NOT NULL THEN
+        PERFORM webhooks.queue_from_log(created.id, backfill_since, now() + interval '1 microsecond', NULL);
+    END IF;
+
+    RETURN QUERY SELECT created.id, created.secret;
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'an endpoint named "%" already exists', create_endpoint.name
+        USING ERRCODE = 'unique_violation', HINT = 'Endpoint names are unique; choose another name.';
+END
+$$;
 
 DROP FUNCTION webhooks.update_endpoint(bigint, jsonb);
 CREATE FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb)
@@ -170,6 +344,7 @@ BEGIN
            events = ep.events, updated_at = now()
      WHERE e.id = ep.id
     RETURNING * INTO ep;
+    PERFORM webhooks.sync_subscription_periods(ep.id);
     PERFORM webhooks.record_history(ep.id, 'edited', changes);
     PERFORM webhooks.endpoint_changed(ep.id);
     RETURN (SELECT l FROM webhooks.endpoint_list l WHERE l.id = ep.id);
@@ -186,6 +361,7 @@ DECLARE
 BEGIN
     IF ep.status = 'active' THEN
         UPDATE webhooks.endpoints e SET status = 'paused', updated_at = now() WHERE e.id = ep.id;
+        PERFORM webhooks.sync_subscription_periods(ep.id);
         PERFORM webhooks.record_history(ep.id, 'paused');
         PERFORM webhooks.endpoint_changed(ep.id);
         RETURN 'paused';
@@ -206,6 +382,7 @@ BEGIN
        SET status = 'active', disabled_reason = NULL, disabled_at = NULL,
            failures_counted_since = now(), updated_at = now()
      WHERE e.id = ep.id;
+    PERFORM webhooks.sync_subscription_periods(ep.id);
     PERFORM webhooks.record_history(ep.id, 'resumed',
         jsonb_build_object('previous_status', ep.status, 'disabled_reason', ep.disabled_reason));
     PERFORM webhooks.wake_relay();
@@ -226,6 +403,7 @@ BEGIN
         UPDATE webhooks.endpoints e
            SET status = 'disabled', disabled_reason = reason, disabled_at = now(), updated_at = now()
          WHERE e.id = ep.id;
+        PERFORM webhooks.sync_subscription_periods(ep.id);
         PERFORM webhooks.record_history(ep.id, 'disabled', jsonb_build_object('reason', reason));
         PERFORM webhooks.endpoint_changed(ep.id);
     END IF;
@@ -260,9 +438,14 @@ BEGIN
     DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
     DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoint_activity a WHERE a.endpoint_id = ep.id;
+    DELETE FROM webhooks.subscription_periods p WHERE p.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoints e WHERE e.id = ep.id;
-    PERFORM webhooks.record_history(ep.id, 'deleted',
-        jsonb_build_object('name', ep.name, 'url', ep.url));
+    -- Its history goes too (URL, name, every edit); one audit line says that endpoint ep.id
+    -- existed and was deleted, by whom and when.
+    PERFORM set_config('webhooks.deleting_endpoint', ep.id::text, true);
+    DELETE FROM webhooks.endpoint_history h WHERE h.endpoint_id = ep.id;
+    PERFORM set_config('webhooks.deleting_endpoint', '', true);
+    PERFORM webhooks.record_history(ep.id, 'deleted');
     PERFORM webhooks.endpoint_changed(ep.id);
 END
 $$;
@@ -327,6 +510,18 @@ ALTER FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) SET sea
 
 ALTER FUNCTION webhooks.redeliver(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
 
+CREATE OR REPLACE FUNCTION webhooks.attempt_outcome(response_status integer, permanent boolean,
+                                         attempt_number integer) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN response_status BETWEEN 200 AND 299 THEN 'succeeded'
+        WHEN coalesce(permanent, false) THEN 'failed'
+        WHEN response_status BETWEEN 400 AND 499 AND response_status <> 429 THEN 'failed'
+        WHEN attempt_number >= webhooks.max_attempts() THEN 'failed'
+        ELSE 'retry'
+    END
+$$;
+
 CREATE FUNCTION webhooks.max_lease() RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN interval '1 hour';
 
@@ -356,7 +551,24 @@ LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT left(encode(sha256(convert_to(webhooks.lease_key(), 'UTF8')), 'hex'), 16)
 $$;
 
-ALTER FUNCTION webhooks.make_deliveries(bigint[]) SET search_path = pg_catalog, webhooks, pg_temp;
+CREATE OR REPLACE FUNCTION webhooks.make_deliveries(event_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    made integer;
+BEGIN
+    INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+    SELECT ev.id, p.endpoint_id
+      FROM webhooks.events ev
+      JOIN webhooks.subscription_periods p
+        ON p.event_type = ev.event_type AND p.since <= ev.created_at
+       AND (p.until IS NULL OR ev.created_at < p.until)
+      JOIN webhooks.endpoints e ON e.id = p.endpoint_id
+     WHERE ev.id = ANY (event_ids)
+     ORDER BY ev.id, p.endpoint_id;
+    GET DIAGNOSTICS made = ROW_COUNT;
+    RETURN made;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION webhooks.fan_out(max_events integer DEFAULT 5000) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp SET plan_cache_mode = auto AS $$
@@ -569,8 +781,8 @@ SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SE
 DECLARE
     n               integer := coalesce(cardinality(delivery_ids), 0);
     outcomes        text[];
-    gone_endpoints  bigint[];
-    retry_endpoints bigint[];
+    gone_endpoints   bigint[];
+    failed_endpoints bigint[];
     failing         record;
     holder          text := webhooks.lease_holder();
     recorded        integer;
@@ -664,12 +876,13 @@ BEGIN
     )
     SELECT array_agg(outcome),
            array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),
-           array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome <> 'succeeded')
-      INTO outcomes, gone_endpoints, retry_endpoints
+           array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome = 'failed')
+      INTO outcomes, gone_endpoints, failed_endpoints
       FROM attempted;
 
-    -- The rules that disable an endpoint; a batch that only succeeded has nothing to check.
-    IF retry_endpoints IS NOT NULL THEN
+    -- The rules that disable an endpoint; a batch in which no delivery failed for good has
+    -- nothing to check (a 410 always fails its delivery).
+    IF failed_endpoints IS NOT NULL THEN
         -- 410 Gone: the receiver unsubscribes itself.
         FOR failing IN
             SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
@@ -677,19 +890,22 @@ BEGIN
             PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
         END LOOP;
 
-        -- Too many failed attempts within the endpoint's window, counted since the last resume.
+        -- Too many deliveries failed for good within the endpoint's window, counted since the
+        -- last resume: a delivery has failed when its attempt was not retried (a 4xx other
+        -- than 429, a refused target) or its retries ran out. Attempts that will be retried do
+        -- not count, so a receiver down for a minute during a burst is not switched off.
         FOR failing IN
             SELECT e.id, e.failure_threshold, e.failure_window, f.failed
               FROM webhooks.endpoints e
               CROSS JOIN LATERAL (
                   SELECT count(*) AS failed FROM webhooks.attempts a
-                   WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
+                   WHERE a.endpoint_id = e.id AND a.outcome = 'failed'
                      AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) f
-             WHERE e.id = ANY (retry_endpoints) AND e.status = 'active'
+             WHERE e.id = ANY (failed_endpoints) AND e.status = 'active'
                AND f.failed >= e.failure_threshold
         LOOP
             PERFORM webhooks.disable_endpoint(failing.id,
-                format('%s failed delivery attempts within %s (threshold %s)',
+                format('%s deliveries failed within %s (threshold %s)',
                        failing.failed, failing.failure_window, failing.failure_threshold));
         END LOOP;
     END IF;
@@ -887,6 +1103,37 @@ END
 $$;
 
 ------------------------------------------------------------------------------------------
+-- An endpoint's history goes with it
+------------------------------------------------------------------------------------------
+
+DROP TRIGGER endpoint_history_append_only ON webhooks.endpoint_history;
+CREATE TRIGGER endpoint_history_append_only BEFORE UPDATE OR DELETE ON webhooks.endpoint_history
+    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_history_change();
+
+-- Endpoints deleted before this update keep only the audit line delete_endpoint now leaves:
+-- that the endpoint existed and was deleted, by whom and when, without its URL or name.
+DO $forget$
+DECLARE
+    gone record;
+BEGIN
+    FOR gone IN
+        SELECT h.endpoint_id, max(h.at) FILTER (WHERE h.action = 'deleted') AS at,
+               (array_agg(h.actor ORDER BY h.id DESC) FILTER (WHERE h.action = 'deleted'))[1] AS actor
+          FROM webhooks.endpoint_history h
+         WHERE NOT EXISTS (SELECT FROM webhooks.endpoints e WHERE e.id = h.endpoint_id)
+         GROUP BY h.endpoint_id
+    LOOP
+        PERFORM pg_catalog.set_config('webhooks.deleting_endpoint', gone.endpoint_id::text, true);
+        DELETE FROM webhooks.endpoint_history h WHERE h.endpoint_id = gone.endpoint_id;
+        INSERT INTO webhooks.endpoint_history (endpoint_id, action, actor, at)
+        VALUES (gone.endpoint_id, 'deleted', coalesce(gone.actor, session_user),
+                coalesce(gone.at, now()));
+    END LOOP;
+    PERFORM pg_catalog.set_config('webhooks.deleting_endpoint', '', true);
+END
+$forget$;
+
+------------------------------------------------------------------------------------------
 -- Privileges (privileges.sql as 0.2.0 has them)
 ------------------------------------------------------------------------------------------
 
@@ -912,6 +1159,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.lease_key(text)
 TO webhooks_relay;
 GRANT EXECUTE ON FUNCTION webhooks.max_lease() TO webhooks_admin, webhooks_reader, webhooks_relay;
+GRANT SELECT ON webhooks.subscription_periods, webhooks.endpoint_status TO webhooks_admin, webhooks_reader;
 
 
 COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide switch (allow_http, outreach_addon). Admin only. Turning allow_http off disables every plain-http endpoint.';
@@ -922,7 +1170,7 @@ COMMENT ON FUNCTION webhooks.pause_endpoint(bigint) IS 'Stop deliveries. Events 
 COMMENT ON FUNCTION webhooks.resume_endpoint(bigint) IS 'Re-enable a paused or disabled endpoint and reset its failure counter.';
 COMMENT ON FUNCTION webhooks.disable_endpoint(bigint, text) IS 'Disable an endpoint, recording why. The relay calls it on 410 Gone and on too many failures.';
 COMMENT ON FUNCTION webhooks.rotate_secret(bigint, text) IS 'Replace the signing secret (generated, or the one given). The old secret stops signing at once.';
-COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its deliveries and attempts. The event log and the endpoint history stay.';
+COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its subscriptions, deliveries, attempts and history, leaving one audit line (deleted, by whom, when; no URL or name). The event log stays.';
 COMMENT ON FUNCTION webhooks.send_test_ping(bigint) IS 'Queue a test.ping event with data {} for this endpoint only. Returns the event id.';
 COMMENT ON FUNCTION webhooks.emit(text, jsonb) IS 'Log an event and queue one delivery per active subscribed endpoint, in the caller''s transaction. Returns the event id. Members of webhooks_emitter only; refuses test.ping and the events of add-ons that are off.';
 COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS 'Queue logged events of [since, until) to an endpoint again, optionally only some types. Returns how many were queued.';
@@ -931,12 +1179,12 @@ COMMENT ON FUNCTION webhooks.iso8601(timestamptz) IS 'Format a timestamp as ISO 
 COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new 256-bit signing secret (whsec_ + 64 hex digits).';
 COMMENT ON FUNCTION webhooks.check_endpoint_url(text, boolean) IS 'Validate and normalise an endpoint URL; raises an error naming the problem.';
 COMMENT ON VIEW webhooks.endpoint_list IS 'Endpoints without their secrets.';
-COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status with pending, succeeded and failed (last 24 h) counts.';
+COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status: pending deliveries, deliveries succeeded and failed for good in the last 24 h, and failed_deliveries_in_window, the count auto-disable compares with the threshold.';
 COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoint and attempts (request headers, response status, timing).';
 COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
 COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
-COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (other 4xx except 408/429, a refused target, or the last attempt) or retry (3xx, 408, 429, 5xx, timeouts, network and TLS errors).';
-COMMENT ON FUNCTION webhooks.make_deliveries(bigint[]) IS 'The deliveries of the given events, one per active subscribed endpoint that existed when the event was logged; fan_out and resume_after_restore use it.';
+COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (every other 4xx but 429, a refused target, or the last attempt) or retry (429, 5xx, 3xx, timeouts, network and TLS errors).';
+COMMENT ON FUNCTION webhooks.make_deliveries(bigint[]) IS 'The deliveries of the given events, one per endpoint that took the event''s type at the event''s time (webhooks.subscription_periods) and still exists; fan_out and resume_after_restore use it.';
 COMMENT ON FUNCTION webhooks.resume_after_restore() IS 'After restoring a dump: make the deliveries of the tracked events the dumped cluster had not fanned out, then restart fan-out at the end of the log. Run once the restore is complete, before applications write again.';
 COMMENT ON FUNCTION webhooks.restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
 COMMENT ON FUNCTION webhooks.restore_fanout_position() IS 'Trigger: a restored fan-out position replaces the fresh one and is marked restored, so that fan_out waits for resume_after_restore.';
@@ -977,3 +1225,6 @@ COMMENT ON FUNCTION webhooks.lock_fan_out(boolean) IS 'Internal: the transaction
 COMMENT ON FUNCTION webhooks.session_role() IS 'Internal: the role this session acts as (its user or SET ROLE), whatever security-definer functions stand between; whose rights track() checks.';
 COMMENT ON FUNCTION webhooks.check_may_track(regclass) IS 'Internal: refuse to track or untrack a table unless the session''s role is its owner or a member of the owning role, or a temporary table.';
 COMMENT ON FUNCTION webhooks.endpoint_changed(bigint) IS 'Internal: NOTIFY webhooks_endpoint_changed with the endpoint id at commit, so that relays stop using what their claims said about it.';
+COMMENT ON FUNCTION webhooks.refuse_history_change() IS 'Trigger of webhooks.endpoint_history: refuses UPDATE and DELETE, except delete_endpoint deleting the history of the endpoint it deletes.';
+COMMENT ON FUNCTION webhooks.sync_subscription_periods(bigint) IS 'Internal: end and start an endpoint''s subscription periods so that they say what it takes from now on (active, subscribed, add-on on).';
+COMMENT ON TABLE webhooks.subscription_periods IS 'When each endpoint took each event type (active, subscribed, add-on on): who gets a tracked event is decided at the event''s time, however late fan-out reaches it.';

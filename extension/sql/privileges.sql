@@ -49,7 +49,7 @@ GRANT SELECT (id, name, description, url, events, status, disabled_reason, disab
 -- Readers: the log, the deliveries and the operator views; never secrets.
 GRANT EXECUTE ON FUNCTION webhooks.list_event_types(), webhooks.iso8601(timestamptz) TO webhooks_reader;
 GRANT SELECT ON webhooks.tracked_tables, webhooks.table_kinds TO webhooks_reader;
-GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries,
+GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries, webhooks.subscription_periods,
                 webhooks.fanout_position, webhooks.fanout_marks, webhooks.events_awaiting_fan_out,
                 webhooks.attempts, webhooks.endpoint_activity, webhooks.endpoint_history, webhooks.subscriptions,
                 webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
@@ -84,7 +84,7 @@ COMMENT ON FUNCTION webhooks.pause_endpoint(bigint) IS 'Stop deliveries. Events 
 COMMENT ON FUNCTION webhooks.resume_endpoint(bigint) IS 'Re-enable a paused or disabled endpoint and reset its failure counter.';
 COMMENT ON FUNCTION webhooks.disable_endpoint(bigint, text) IS 'Disable an endpoint, recording why. The relay calls it on 410 Gone and on too many failures.';
 COMMENT ON FUNCTION webhooks.rotate_secret(bigint, text) IS 'Replace the signing secret (generated, or the one given). The old secret stops signing at once.';
-COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its deliveries and attempts. The event log and the endpoint history stay.';
+COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its subscriptions, deliveries, attempts and history, leaving one audit line (deleted, by whom, when; no URL or name). The event log stays.';
 COMMENT ON FUNCTION webhooks.send_test_ping(bigint) IS 'Queue a test.ping event with data {} for this endpoint only. Returns the event id.';
 COMMENT ON FUNCTION webhooks.emit(text, jsonb) IS 'Log an event and queue one delivery per active subscribed endpoint, in the caller''s transaction. Returns the event id. Members of webhooks_emitter only; refuses test.ping and the events of add-ons that are off.';
 COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS 'Queue logged events of [since, until) to an endpoint again, optionally only some types. Returns how many were queued.';
@@ -93,12 +93,12 @@ COMMENT ON FUNCTION webhooks.iso8601(timestamptz) IS 'Format a timestamp as ISO 
 COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new 256-bit signing secret (whsec_ + 64 hex digits).';
 COMMENT ON FUNCTION webhooks.check_endpoint_url(text, boolean) IS 'Validate and normalise an endpoint URL; raises an error naming the problem.';
 COMMENT ON VIEW webhooks.endpoint_list IS 'Endpoints without their secrets.';
-COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status with pending, succeeded and failed (last 24 h) counts.';
+COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status: pending deliveries, deliveries succeeded and failed for good in the last 24 h, and failed_deliveries_in_window, the count auto-disable compares with the threshold.';
 COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoint and attempts (request headers, response status, timing).';
 COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
 COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
-COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (other 4xx except 408/429, a refused target, or the last attempt) or retry (3xx, 408, 429, 5xx, timeouts, network and TLS errors).';
-COMMENT ON FUNCTION webhooks.make_deliveries(bigint[]) IS 'The deliveries of the given events, one per active subscribed endpoint that existed when the event was logged; fan_out and resume_after_restore use it.';
+COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (every other 4xx but 429, a refused target, or the last attempt) or retry (429, 5xx, 3xx, timeouts, network and TLS errors).';
+COMMENT ON FUNCTION webhooks.make_deliveries(bigint[]) IS 'The deliveries of the given events, one per endpoint that took the event''s type at the event''s time (webhooks.subscription_periods) and still exists; fan_out and resume_after_restore use it.';
 COMMENT ON FUNCTION webhooks.resume_after_restore() IS 'After restoring a dump: make the deliveries of the tracked events the dumped cluster had not fanned out, then restart fan-out at the end of the log. Run once the restore is complete, before applications write again.';
 COMMENT ON FUNCTION webhooks.restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
 COMMENT ON FUNCTION webhooks.restore_fanout_position() IS 'Trigger: a restored fan-out position replaces the fresh one and is marked restored, so that fan_out waits for resume_after_restore.';
@@ -146,3 +146,6 @@ COMMENT ON FUNCTION webhooks.lock_fan_out(boolean) IS 'Internal: the transaction
 COMMENT ON FUNCTION webhooks.session_role() IS 'Internal: the role this session acts as (its user or SET ROLE), whatever security-definer functions stand between; whose rights track() checks.';
 COMMENT ON FUNCTION webhooks.check_may_track(regclass) IS 'Internal: refuse to track or untrack a table unless the session''s role is its owner or a member of the owning role, or a temporary table.';
 COMMENT ON FUNCTION webhooks.endpoint_changed(bigint) IS 'Internal: NOTIFY webhooks_endpoint_changed with the endpoint id at commit, so that relays stop using what their claims said about it.';
+COMMENT ON FUNCTION webhooks.refuse_history_change() IS 'Trigger of webhooks.endpoint_history: refuses UPDATE and DELETE, except delete_endpoint deleting the history of the endpoint it deletes.';
+COMMENT ON FUNCTION webhooks.sync_subscription_periods(bigint) IS 'Internal: end and start an endpoint''s subscription periods so that they say what it takes from now on (active, subscribed, add-on on).';
+COMMENT ON TABLE webhooks.subscription_periods IS 'When each endpoint took each event type (active, subscribed, add-on on): who gets a tracked event is decided at the event''s time, however late fan-out reaches it.';

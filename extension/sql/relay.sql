@@ -24,8 +24,8 @@ $$;
 -- What one attempt means for its delivery: 'succeeded', 'retry' or 'failed'.
 --   2xx                              succeeded
 --   refused by the relay (permanent) failed (a URL it will not contact: retrying cannot help)
---   4xx other than 408 and 429       failed (410 Gone also disables the endpoint)
---   anything else (3xx, 408, 429, 5xx, timeout, network or TLS error)
+--   4xx other than 429               failed (410 Gone also disables the endpoint)
+--   anything else (429, 5xx, timeout, network or TLS error; and 3xx, see docs/relay.md)
 --                                    retry, until max_attempts() is reached
 CREATE FUNCTION webhooks.attempt_outcome(response_status integer, permanent boolean,
                                          attempt_number integer) RETURNS text
@@ -33,7 +33,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN response_status BETWEEN 200 AND 299 THEN 'succeeded'
         WHEN coalesce(permanent, false) THEN 'failed'
-        WHEN response_status BETWEEN 400 AND 499 AND response_status NOT IN (408, 429) THEN 'failed'
+        WHEN response_status BETWEEN 400 AND 499 AND response_status <> 429 THEN 'failed'
         WHEN attempt_number >= webhooks.max_attempts() THEN 'failed'
         ELSE 'retry'
     END
@@ -86,21 +86,23 @@ LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 $$;
 
 
--- The deliveries of events `event_ids`: one per active endpoint subscribed to the event's type
--- that existed when the event was logged. Returns how many were made.
+-- The deliveries of events `event_ids`: one per endpoint that, at the event's time, was active
+-- and subscribed to its type with the type's add-on on (webhooks.subscription_periods), and
+-- still exists. Returns how many were made.
 CREATE FUNCTION webhooks.make_deliveries(event_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     made integer;
 BEGIN
     INSERT INTO webhooks.deliveries (event_id, endpoint_id)
-    SELECT ev.id, s.endpoint_id
+    SELECT ev.id, p.endpoint_id
       FROM webhooks.events ev
-      JOIN webhooks.subscriptions s ON s.event_type = ev.event_type
-      JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
-                               AND e.created_at <= ev.created_at
+      JOIN webhooks.subscription_periods p
+        ON p.event_type = ev.event_type AND p.since <= ev.created_at
+       AND (p.until IS NULL OR ev.created_at < p.until)
+      JOIN webhooks.endpoints e ON e.id = p.endpoint_id
      WHERE ev.id = ANY (event_ids)
-     ORDER BY ev.id, s.endpoint_id;
+     ORDER BY ev.id, p.endpoint_id;
     GET DIAGNOSTICS made = ROW_COUNT;
     RETURN made;
 END
@@ -333,8 +335,8 @@ SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SE
 DECLARE
     n               integer := coalesce(cardinality(delivery_ids), 0);
     outcomes        text[];
-    gone_endpoints  bigint[];
-    retry_endpoints bigint[];
+    gone_endpoints   bigint[];
+    failed_endpoints bigint[];
     failing         record;
     holder          text := webhooks.lease_holder();
     recorded        integer;
@@ -428,12 +430,13 @@ BEGIN
     )
     SELECT array_agg(outcome),
            array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),
-           array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome <> 'succeeded')
-      INTO outcomes, gone_endpoints, retry_endpoints
+           array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome = 'failed')
+      INTO outcomes, gone_endpoints, failed_endpoints
       FROM attempted;
 
-    -- The rules that disable an endpoint; a batch that only succeeded has nothing to check.
-    IF retry_endpoints IS NOT NULL THEN
+    -- The rules that disable an endpoint; a batch in which no delivery failed for good has
+    -- nothing to check (a 410 always fails its delivery).
+    IF failed_endpoints IS NOT NULL THEN
         -- 410 Gone: the receiver unsubscribes itself.
         FOR failing IN
             SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
@@ -441,19 +444,22 @@ BEGIN
             PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
         END LOOP;
 
-        -- Too many failed attempts within the endpoint's window, counted since the last resume.
+        -- Too many deliveries failed for good within the endpoint's window, counted since the
+        -- last resume: a delivery has failed when its attempt was not retried (a 4xx other
+        -- than 429, a refused target) or its retries ran out. Attempts that will be retried do
+        -- not count, so a receiver down for a minute during a burst is not switched off.
         FOR failing IN
             SELECT e.id, e.failure_threshold, e.failure_window, f.failed
               FROM webhooks.endpoints e
               CROSS JOIN LATERAL (
                   SELECT count(*) AS failed FROM webhooks.attempts a
-                   WHERE a.endpoint_id = e.id AND a.outcome <> 'succeeded'
+                   WHERE a.endpoint_id = e.id AND a.outcome = 'failed'
                      AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) f
-             WHERE e.id = ANY (retry_endpoints) AND e.status = 'active'
+             WHERE e.id = ANY (failed_endpoints) AND e.status = 'active'
                AND f.failed >= e.failure_threshold
         LOOP
             PERFORM webhooks.disable_endpoint(failing.id,
-                format('%s failed delivery attempts within %s (threshold %s)',
+                format('%s deliveries failed within %s (threshold %s)',
                        failing.failed, failing.failure_window, failing.failure_threshold));
         END LOOP;
     END IF;

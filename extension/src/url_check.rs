@@ -16,13 +16,20 @@ pub enum UrlProblem {
 
 /// Parse `raw` and return it normalised, or the reason it cannot be an endpoint.
 pub fn validate(raw: &str, allow_http: bool) -> Result<String, UrlProblem> {
-    let parsed = url::Url::parse(raw.trim()).map_err(|e| UrlProblem::Unparsable(e.to_string()))?;
+    let raw = raw.trim();
+    let parsed = url::Url::parse(raw).map_err(|e| UrlProblem::Unparsable(e.to_string()))?;
     match parsed.scheme() {
         "https" => {}
         "http" if allow_http => {}
         other => return Err(UrlProblem::Scheme(other.to_string())),
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
+    // The URL standard repairs `https:///nohost` and `https:nohost` into `https://nohost/`:
+    // a host must be written where it belongs, right after `//`.
+    let written_host = raw
+        .split_once("://")
+        .and_then(|(_, rest)| rest.chars().next())
+        .is_some_and(|first| !matches!(first, '/' | '\\' | '?' | '#'));
+    if !written_host || parsed.host_str().is_none_or(str::is_empty) {
         return Err(UrlProblem::NoHost);
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -102,5 +109,18 @@ mod unit {
             validate("ftp://x.test/", true),
             Err(UrlProblem::Scheme("ftp".into()))
         );
+        for hostless in [
+            "https:///nohost",
+            "https:nohost",
+            "https:/nohost",
+            "https://\\nohost",
+        ] {
+            assert_eq!(
+                validate(hostless, false),
+                Err(UrlProblem::NoHost),
+                "{hostless}"
+            );
+        }
+        assert!(validate("  https://host.test/a  ", false).is_ok());
     }
 }

@@ -52,7 +52,8 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client trusting the public web roots plus the certificates in `extra_ca_file`.
+    /// A client trusting the public web roots plus the certificates in `extra_ca_file`, as
+    /// issuers and, presented by a receiver as they are, as its certificate (`pinned`).
     pub fn new(
         extra_ca_file: Option<&Path>,
         timeout: Duration,
@@ -61,12 +62,14 @@ impl HttpClient {
     ) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut named = Vec::new();
         if let Some(path) = extra_ca_file {
             let pem = std::fs::read(path)
                 .with_context(|| format!("reading CA file {}", path.display()))?;
             let mut added = 0;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                 let cert = cert.with_context(|| format!("parsing CA file {}", path.display()))?;
+                named.push(cert.clone());
                 roots
                     .add(cert)
                     .with_context(|| format!("adding a CA from {}", path.display()))?;
@@ -79,10 +82,22 @@ impl HttpClient {
             );
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .context("configuring TLS certificate verification")?;
+        let verifier = crate::pinned::PinnedOrWebPki::new(
+            named,
+            webpki,
+            provider.signature_verification_algorithms,
+        );
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("configuring TLS")?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
 
         let policy = Arc::new(policy);
@@ -208,10 +223,11 @@ fn connect_failure(error: ConnectError) -> Exchange {
     if let Some(blocked) = find_source::<Blocked>(&*error) {
         return Exchange::failed(blocked.0.clone(), true);
     }
-    Exchange::failed(
-        format!("could not connect: {}", error_chain(&*error)),
-        false,
-    )
+    let chain = error_chain(&*error);
+    let advice = crate::pinned::advice(&chain)
+        .map(|advice| format!(" {advice}"))
+        .unwrap_or_default();
+    Exchange::failed(format!("could not connect: {chain}{advice}"), false)
 }
 
 /// A request that a connection did not carry to a response.

@@ -14,6 +14,7 @@ mod health;
 mod http;
 mod in_flight;
 mod limits;
+mod pinned;
 mod pool;
 mod recorder;
 mod shutdown;
@@ -40,10 +41,9 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEBHOOK_RELAY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter(std::env::var("WEBHOOK_RELAY_LOG").ok()))
+        // Colours only for a person at a terminal, not in a log file or journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_target(false)
         .init();
     match run(config).await {
@@ -53,6 +53,27 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Libraries that log every statement or connection event at `debug`: they stay at `info`
+/// unless `WEBHOOK_RELAY_LOG` names them, so that `debug` means the relay's own lines (one per
+/// attempt) and not a flood of the database driver's.
+const CHATTY_LIBRARIES: [&str; 5] = ["tokio_postgres", "hyper", "hyper_util", "rustls", "h2"];
+
+/// The log filter for `WEBHOOK_RELAY_LOG` (default `info`).
+fn log_filter(directives: Option<String>) -> tracing_subscriber::EnvFilter {
+    let mut directives = directives
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
+    for library in CHATTY_LIBRARIES {
+        if !directives.contains(library) {
+            directives.push_str(&format!(",{library}=info"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("webhook-relay: WEBHOOK_RELAY_LOG={directives:?} is not a valid filter ({e}); logging at info");
+        tracing_subscriber::EnvFilter::new("info")
+    })
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 //! the relay is told to trust. Every request is recorded (method, path, headers, raw body);
 //! replies come from a script queue, then from a default reply (`200 OK` unless a test sets one).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, Request, Response};
@@ -98,6 +98,52 @@ pub struct Receiver {
 impl Receiver {
     pub async fn start() -> Result<Receiver> {
         let (acceptor, ca_pem) = tls_acceptor()?;
+        Self::serve(acceptor, ca_pem).await
+    }
+
+    /// A receiver behind a certificate made as most people make one by hand:
+    /// `openssl req -x509`, self-signed and marked CA:TRUE, naming 127.0.0.1. `ca_file()` is
+    /// that certificate itself.
+    pub async fn start_with_openssl_certificate() -> Result<Receiver> {
+        let dir = tempfile::tempdir()?;
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .context("running openssl (apt-get install openssl)")?;
+        anyhow::ensure!(
+            made.status.success(),
+            "openssl req -x509 failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let cert_pem = std::fs::read_to_string(&cert)?;
+        let key_pem = std::fs::read(&key)?;
+        use rustls::pki_types::pem::PemObject;
+        let certificate = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .context("reading openssl's certificate")?;
+        let private_key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem)
+            .context("reading openssl's key")?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate], private_key)?;
+        Self::serve(TlsAcceptor::from(Arc::new(config)), cert_pem).await
+    }
+
+    async fn serve(acceptor: TlsAcceptor, ca_pem: String) -> Result<Receiver> {
         let mut ca_file = tempfile::NamedTempFile::new()?;
         std::io::Write::write_all(&mut ca_file, ca_pem.as_bytes())?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -209,6 +255,10 @@ fn tls_acceptor() -> Result<(TlsAcceptor, String)> {
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
     while let Ok((socket, _)) = listener.accept().await {
+        // As real receivers' servers do: a response written in parts (TLS records, headers,
+        // body) goes out at once instead of waiting for the client's delayed ACK, which made
+        // every delivery to this receiver take 40 ms and more.
+        let _ = socket.set_nodelay(true);
         let acceptor = acceptor.clone();
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -40,10 +40,14 @@ pub struct Attempt {
 
 impl Stage {
     pub async fn new() -> Result<Stage> {
+        Self::with_receiver(Receiver::start().await?).await
+    }
+
+    /// The same with a receiver of the caller's (another certificate, say).
+    pub async fn with_receiver(receiver: Receiver) -> Result<Stage> {
         let (cluster, db) = Cluster::with_app_database().await?;
         db.batch_execute("CREATE ROLE relay_login LOGIN IN ROLE webhooks_relay")
             .await?;
-        let receiver = Receiver::start().await?;
         Ok(Stage {
             cluster,
             db,

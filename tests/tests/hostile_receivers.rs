@@ -57,7 +57,24 @@ async fn a_certificate_the_relay_does_not_trust_is_a_retried_connection_failure(
     let attempt = first_attempt(&stage, &stage.receiver.url("/untrusted")).await;
     assert_retried_failure(&attempt, "could not connect");
     assert_retried_failure(&attempt, "certificate");
+    // The recorded failure says what to do about it.
+    assert_retried_failure(&attempt, "name it or its CA with --ca-file");
     assert_eq!(stage.receiver.request_count(), 0);
+}
+
+#[tokio::test]
+async fn a_receiver_behind_an_openssl_self_signed_certificate_named_with_ca_file_is_delivered_to() {
+    // `openssl req -x509` marks its certificate CA:TRUE, which a standard verifier refuses as
+    // a server's certificate even when the operator named it; the relay trusts the very
+    // certificate it was given.
+    let receiver = e2e::receiver::Receiver::start_with_openssl_certificate()
+        .await
+        .unwrap();
+    let stage = Stage::with_receiver(receiver).await.unwrap();
+    let _relay = stage.relay(&[]).await.unwrap();
+    let attempt = first_attempt(&stage, &stage.receiver.url("/self-signed")).await;
+    assert_eq!(attempt.outcome, "succeeded", "{attempt:?}");
+    assert_eq!(stage.receiver.request_count(), 1);
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ const APT_PACKAGES: &[&str] = &[
     // The receiver snippets in docs/relay.md are run by the tests.
     "python3",
     "nodejs",
+    // Makes the self-signed receiver certificates of the demo and the tests.
+    "openssl",
 ];
 const PGRX_VERSION: &str = "0.18.0";
 pub const PG_CONFIG: &str = "/usr/bin/pg_config";

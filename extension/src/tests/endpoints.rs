@@ -55,6 +55,8 @@ fn create_refuses_bad_input_naming_the_value() {
     expect_error(&create("'hooks.test/x', ARRAY['offer.accepted']"), "\"hooks.test/x\" is not a valid URL", "absolute URL");
     expect_error(&create("'https://', ARRAY['offer.accepted']"), "is not a valid URL", "absolute URL");
     expect_error(&create("'https://u:p@hooks.test/', ARRAY['offer.accepted']"), "contains a user name or password", "signature");
+    expect_error(&create("'https:///nohost', ARRAY['offer.accepted']"), "\"https:///nohost\" has no host", "with a host name");
+    expect_error(&create("'https:nohost', ARRAY['offer.accepted']"), "\"https:nohost\" has no host", "with a host name");
     expect_error(&create("'https://hooks.test/x', ARRAY['offer.accepted'], rate_limit => 0"), "rate limit 0 is not valid", "between 1 and 100000");
     expect_error(&create("'https://hooks.test/x', ARRAY['offer.accepted'], secret => 'short'"), "too weak (5 characters", "at least 24");
     expect_error(&create("'https://hooks.test/x', ARRAY['offer.accepted'], failure_window => '1 second'"), "failure window 00:00:01 is not valid", "24 hours");
@@ -179,5 +181,18 @@ fn delete_removes_endpoint_deliveries_and_attempts_but_keeps_the_log() {
     assert_eq!(count(&format!("webhooks.deliveries WHERE endpoint_id = {keep}")), 1);
     assert_eq!(count(&format!("webhooks.endpoint_activity WHERE endpoint_id = {keep}")), 1);
     assert_eq!(count("webhooks.events"), 1, "the event log stays");
-    assert_eq!(count(&format!("webhooks.endpoint_history WHERE endpoint_id = {id} AND action = 'deleted'")), 1);
+    assert_eq!(
+        one::<String>(&format!(
+            "SELECT string_agg(concat_ws(' ', action, detail, actor = session_user, at = now()), ' | ')
+               FROM webhooks.endpoint_history WHERE endpoint_id = {id}"
+        )),
+        "deleted {} t t",
+        "its history goes with it, leaving one audit line without URL or name"
+    );
+    assert_eq!(count(&format!("webhooks.endpoint_history WHERE endpoint_id = {keep}")), 1, "others' history stays");
+    expect_error(
+        &format!("DELETE FROM webhooks.endpoint_history WHERE endpoint_id = {keep}"),
+        "append-only: DELETE is not allowed",
+        "delete_endpoint",
+    );
 }

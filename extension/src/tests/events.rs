@@ -126,14 +126,15 @@ fn redeliver_starts_a_fresh_round_now() {
 fn the_event_log_and_endpoint_history_are_append_only() {
     endpoint("log", "ARRAY['offer.accepted']");
     run("SELECT webhooks.emit('offer.accepted', '{}')");
-    for stmt in [
-        "UPDATE webhooks.events SET data = '{\"x\": 1}'",
-        "DELETE FROM webhooks.events",
-        "TRUNCATE webhooks.events CASCADE",
-        "UPDATE webhooks.endpoint_history SET action = 'edited'",
-        "DELETE FROM webhooks.endpoint_history",
+    for (stmt, hint) in [
+        ("UPDATE webhooks.events SET data = '{\"x\": 1}'", "source of truth"),
+        ("DELETE FROM webhooks.events", "source of truth"),
+        ("TRUNCATE webhooks.events CASCADE", "source of truth"),
+        ("UPDATE webhooks.endpoint_history SET action = 'edited'", "delete_endpoint"),
+        ("DELETE FROM webhooks.endpoint_history", "delete_endpoint"),
+        ("TRUNCATE webhooks.endpoint_history", "source of truth"),
     ] {
-        let err = expect_error(stmt, "is append-only", "source of truth");
+        let err = expect_error(stmt, "is append-only", hint);
         assert_eq!(err.sqlstate, "42501", "{stmt}");
     }
 }
@@ -150,7 +151,7 @@ fn operator_views_count_per_endpoint_and_show_attempts() {
             ARRAY[false, true])
            FROM (SELECT id FROM webhooks.deliveries ORDER BY id LIMIT 2) d");
     assert_eq!(
-        one::<String>(&format!("SELECT concat_ws(',', pending, succeeded_24h, failed_24h, failed_attempts_in_window, last_attempt_at = now()) FROM webhooks.endpoint_status WHERE id = {id}")),
+        one::<String>(&format!("SELECT concat_ws(',', pending, succeeded_24h, failed_24h, failed_deliveries_in_window, last_attempt_at = now()) FROM webhooks.endpoint_status WHERE id = {id}")),
         "1,1,1,1,t"
     );
     assert_eq!(count("webhooks.delivery_log"), 3, "one row per attempt, and pending deliveries without attempts");
@@ -180,7 +181,7 @@ fn endpoint_status_reads_no_finished_delivery_and_no_attempt() {
     let before = rows_read();
     assert_eq!(
         one::<String>(&format!(
-            "SELECT concat_ws(',', pending, succeeded_24h, failed_24h, failed_attempts_in_window)
+            "SELECT concat_ws(',', pending, succeeded_24h, failed_24h, failed_deliveries_in_window)
                FROM webhooks.endpoint_status WHERE id = {id}"
         )),
         "0,200,100,100"

@@ -231,3 +231,51 @@ fn recording_and_releasing_find_deliveries_by_key_when_the_due_index_looks_empty
         "recording and releasing walked deliveries_due instead of looking deliveries up by key"
     );
 }
+
+#[pg_test]
+fn only_429_among_the_4xx_is_retried() {
+    for (status, outcome) in [
+        (200, "succeeded"), (204, "succeeded"), (101, "retry"), (301, "retry"), (308, "retry"),
+        (400, "failed"), (401, "failed"), (404, "failed"), (408, "failed"), (409, "failed"),
+        (410, "failed"), (422, "failed"), (429, "retry"), (499, "failed"), (500, "retry"),
+        (503, "retry"),
+    ] {
+        assert_eq!(one::<String>(&format!("SELECT webhooks.attempt_outcome({status}, false, 1)")), outcome, "{status}");
+    }
+    assert_eq!(one::<String>("SELECT webhooks.attempt_outcome(503, false, 7)"), "failed", "the seventh attempt");
+}
+
+#[pg_test]
+fn auto_disable_counts_deliveries_failed_for_good_not_attempts_that_will_be_retried() {
+    let id = endpoint("flaky", "ARRAY['offer.accepted']");
+    run("SELECT count(webhooks.emit('offer.accepted', jsonb_build_object('id', g))) FROM generate_series(1, 60) g");
+    let answer_all = |status: i32, limit: i32| {
+        claim_all();
+        one::<String>(&format!(
+            "SELECT concat_ws(',', succeeded, retried, failed, not_held) FROM webhooks.record_attempts('r',
+                (SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM webhooks.deliveries WHERE status = 'pending'
+                                                         ORDER BY id LIMIT {limit}) d),
+                array_fill(1, ARRAY[{limit}]), array_fill(now(), ARRAY[{limit}]), array_fill(1.0::float8, ARRAY[{limit}]),
+                array_fill('{{}}'::json, ARRAY[{limit}]), array_fill({status}, ARRAY[{limit}]), array_fill(NULL::text, ARRAY[{limit}]),
+                array_fill(NULL::text, ARRAY[{limit}]), array_fill(NULL::float8, ARRAY[{limit}]), array_fill(false, ARRAY[{limit}]))"
+        ))
+    };
+    let state = || {
+        one::<String>(&format!(
+            "SELECT concat_ws(',', status, failed_deliveries_in_window) FROM webhooks.endpoint_status WHERE id = {id}"
+        ))
+    };
+    // A receiver down for a while: 60 attempts answered 503, every one to be retried.
+    assert_eq!(answer_all(503, 60), "0,60,0,0");
+    assert_eq!(state(), "active,0", "retried attempts do not count");
+    run(&format!("SELECT webhooks.retry_now({id})"));
+    // Then 24 deliveries refused for good: still under the threshold.
+    assert_eq!(answer_all(400, 24), "0,0,24,0");
+    assert_eq!(state(), "active,24");
+    assert_eq!(answer_all(404, 1), "0,0,1,0");
+    assert_eq!(state(), "disabled,25");
+    assert_eq!(
+        one::<String>(&format!("SELECT disabled_reason FROM webhooks.endpoints WHERE id = {id}")),
+        "25 deliveries failed within 24:00:00 (threshold 25)"
+    );
+}
