@@ -175,16 +175,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT webhooks.check_endpoint_url(url, webhooks.setting_enabled('allow_http'))
 $$;
 
--- Wake a sleeping relay at commit. Only while one sleeps (see webhooks.sleeping_relays): an
--- awake relay polls, and a NOTIFY would serialise this transaction's commit with every other
--- notifying commit in the cluster. NOTIFY folds identical notifications of one transaction.
+-- Wake relays at commit after an operator's action made work due without a new event or
+-- delivery (redeliver, retry_now, resume, replay of existing deliveries). Writers never call
+-- it: a notifying commit serialises with every other notifying commit in the cluster, and
+-- relays notice new events and deliveries by polling webhooks.work_marker() instead.
 CREATE FUNCTION webhooks.wake_relay() RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
-BEGIN
-    IF EXISTS (SELECT FROM webhooks.sleeping_relays r WHERE r.since > now() - interval '5 minutes') THEN
-        PERFORM pg_notify('webhooks_work', '');
-    END IF;
-END
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT pg_notify('webhooks_work', '')
 $$;
 
 -- Tell relays, at commit, that an endpoint's URL, secret, rate limit or state changed: a relay
@@ -598,8 +595,8 @@ $$;
 
 -- Applications call this from their own triggers, so it is on their write path. Like the
 -- tracking triggers it runs as its owner without SET search_path, which would cost every call a
--- save and restore of the path, and with the wake-up check of webhooks.wake_relay() inlined (a
--- call with a SET clause of its own). Every relation, operator and function is named with its
+-- save and restore of the path. It sends no notification: relays notice the new deliveries by
+-- polling webhooks.work_marker(). Every relation, operator and function is named with its
 -- schema instead, so a caller's search_path (temporary look-alikes included) cannot redirect
 -- it (tests/tests/ats_events.rs and the look-alike pg_test call it through look-alikes).
 -- Only members of webhooks_emitter may call it: an event is signed with every subscribed
@@ -651,10 +648,6 @@ BEGIN
       JOIN webhooks.endpoints e ON e.id OPERATOR(pg_catalog.=) s.endpoint_id
                                AND e.status OPERATOR(pg_catalog.=) 'active'
      WHERE s.event_type OPERATOR(pg_catalog.=) emit.event_type;
-    IF FOUND AND EXISTS (SELECT FROM webhooks.sleeping_relays r
-                          WHERE r.since OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '5 minutes')) THEN
-        PERFORM pg_catalog.pg_notify('webhooks_work', '');
-    END IF;
     RETURN event_id;
 END
 $$;

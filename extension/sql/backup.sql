@@ -3,12 +3,12 @@
 --
 -- pg_dump leaves an extension's tables out of a dump unless they are marked as configuration
 -- tables. These hold the user's data: settings, endpoints with their secrets and
--- subscriptions, the event log, deliveries, attempts, endpoint activity and history, the tracked tables,
--- and the fan-out position. Each is marked, with its identity sequence (PostgreSQL's rule:
--- marking a table does not carry its sequence's state). Left out on purpose: the event catalog
--- and the table kinds (the extension's own, which CREATE EXTENSION makes again), fanout_marks
--- (transaction ids of the dumped cluster, of no use elsewhere) and sleeping_relays (unlogged:
--- it only describes the present).
+-- subscriptions and subscription periods, the event log, deliveries, attempts, endpoint
+-- activity and history, the tracked tables, and the fan-out position. Each is marked, with its
+-- identity sequence (PostgreSQL's rule: marking a table does not carry its sequence's state).
+-- Left out on purpose: the event catalog and the table kinds (the extension's own, which
+-- CREATE EXTENSION makes again) and fanout_marks (transaction ids of the dumped cluster, of no
+-- use elsewhere).
 -- One statement each: every call rewrites the extension's catalog row.
 SELECT pg_catalog.pg_extension_config_dump('webhooks.settings', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoints', '');

@@ -358,13 +358,3 @@ COMMENT ON TABLE webhooks.attempts IS 'One row per HTTP attempt, written by the 
 COMMENT ON TABLE webhooks.endpoint_activity IS 'Per endpoint and hour (of recording): deliveries that succeeded, deliveries that failed for good, attempts, and the latest attempt''s start. Kept by record_attempts; endpoint_status sums it.';
 COMMENT ON TABLE webhooks.endpoint_history IS 'Append-only record of every endpoint configuration change.';
 
--- Relays that are asleep, waiting for a notification. A relay that has had no work for a
--- moment registers here before it sleeps; emitters NOTIFY only while some relay is registered.
--- An awake relay polls instead, so a busy write path never pays for NOTIFY (which serialises
--- committing transactions). A sleeping relay refreshes `since` on every backstop poll, so
--- rows a crashed relay left behind stop counting after a few minutes. Unlogged: it only
--- describes the present.
-CREATE UNLOGGED TABLE webhooks.sleeping_relays (
-    relay_id text PRIMARY KEY,
-    since    timestamptz NOT NULL DEFAULT now()
-);

@@ -12,6 +12,9 @@
 -- (subscription_periods), however late fan-out reaches it; auto-disable counts deliveries that
 -- failed for good; a 408 is not retried; switching an add-on off stops its deliveries; deleting
 -- an endpoint deletes its history but for one audit line.
+--
+-- Wake-up: writers never NOTIFY (a notifying commit serialises with every other in the
+-- cluster); an idle relay polls webhooks.work_marker(), and sleeping_relays is gone.
 
 DO $roles$
 BEGIN
@@ -162,7 +165,10 @@ ALTER FUNCTION webhooks.check_failure_window(interval) SET search_path = pg_cata
 
 ALTER FUNCTION webhooks.checked_url(text) SET search_path = pg_catalog, webhooks, pg_temp;
 
-ALTER FUNCTION webhooks.wake_relay() SET search_path = pg_catalog, webhooks, pg_temp;
+CREATE OR REPLACE FUNCTION webhooks.wake_relay() RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT pg_notify('webhooks_work', '')
+$$;
 
 CREATE FUNCTION webhooks.endpoint_changed(endpoint_id bigint) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
@@ -498,10 +504,6 @@ BEGIN
       JOIN webhooks.endpoints e ON e.id OPERATOR(pg_catalog.=) s.endpoint_id
                                AND e.status OPERATOR(pg_catalog.=) 'active'
      WHERE s.event_type OPERATOR(pg_catalog.=) emit.event_type;
-    IF FOUND AND EXISTS (SELECT FROM webhooks.sleeping_relays r
-                          WHERE r.since OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '5 minutes')) THEN
-        PERFORM pg_catalog.pg_notify('webhooks_work', '');
-    END IF;
     RETURN event_id;
 END
 $$;
@@ -968,7 +970,11 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS
     SELECT count(*)::integer FROM released
 $$;
 
-ALTER FUNCTION webhooks.set_relay_asleep(text, boolean) SET search_path = pg_catalog, webhooks, pg_temp;
+CREATE FUNCTION webhooks.work_marker(OUT events bigint, OUT deliveries bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM webhooks.events_id_seq s),
+           (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM webhooks.deliveries_id_seq s)
+$$;
 
 ALTER FUNCTION webhooks.queue_stats() SET search_path = pg_catalog, webhooks, pg_temp;
 
@@ -1103,6 +1109,14 @@ END
 $$;
 
 ------------------------------------------------------------------------------------------
+-- Writers never notify: relays poll webhooks.work_marker() while idle
+------------------------------------------------------------------------------------------
+
+DROP FUNCTION webhooks.set_relay_asleep(text, boolean);
+DROP TABLE webhooks.sleeping_relays;
+
+
+------------------------------------------------------------------------------------------
 -- An endpoint's history goes with it
 ------------------------------------------------------------------------------------------
 
@@ -1156,7 +1170,8 @@ REVOKE SELECT ON webhooks.endpoints, webhooks.events, webhooks.settings FROM web
 GRANT EXECUTE ON FUNCTION
     webhooks.record_attempts(text, jsonb),
     webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]),
-    webhooks.lease_key(text)
+    webhooks.lease_key(text),
+    webhooks.work_marker()
 TO webhooks_relay;
 GRANT EXECUTE ON FUNCTION webhooks.max_lease() TO webhooks_admin, webhooks_reader, webhooks_relay;
 GRANT SELECT ON webhooks.subscription_periods, webhooks.endpoint_status TO webhooks_admin, webhooks_reader;
@@ -1202,7 +1217,7 @@ COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.t
 COMMENT ON FUNCTION webhooks.check_trackable(oid, text, oid, oid) IS 'Used by track: refuses a table whose rule booleans, payload timestamps or people ids have types tracking cannot use.';
 COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
 COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
-COMMENT ON FUNCTION webhooks.set_relay_asleep(text, boolean) IS 'Relay only: register as asleep (emitters then NOTIFY at commit) or awake (it polls; no NOTIFY needed).';
+COMMENT ON FUNCTION webhooks.work_marker() IS 'Relay only: how far the event log''s and the deliveries'' id sequences have come; an idle relay polls it to notice new work without notifications.';
 COMMENT ON FUNCTION webhooks.ended_in(xid8, pg_snapshot, xid8) IS 'Whether a transaction had ended in a snapshot taken by another (or the same) transaction: the rule of webhooks.fan_out''s rounds.';
 COMMENT ON FUNCTION webhooks.setting_enabled(text) IS 'Internal: whether a boolean setting of webhooks.settings is on.';
 COMMENT ON FUNCTION webhooks.resolve_event_selection(text[]) IS 'Internal: expand a subscription''s event types and ''category.*'' patterns to event types, refusing unknown ones and types whose add-on is off.';
@@ -1212,10 +1227,9 @@ COMMENT ON FUNCTION webhooks.check_secret(text) IS 'Internal: refuse a signing s
 COMMENT ON FUNCTION webhooks.check_rate_limit(integer) IS 'Internal: refuse a rate limit outside 1 to 100000 requests per second (NULL means none).';
 COMMENT ON FUNCTION webhooks.check_failure_window(interval) IS 'Internal: refuse a failure window outside 1 minute to 30 days.';
 COMMENT ON FUNCTION webhooks.checked_url(text) IS 'Internal: an endpoint URL checked by check_endpoint_url, with plain http allowed only when the allow_http setting is on.';
-COMMENT ON FUNCTION webhooks.wake_relay() IS 'Internal: NOTIFY webhooks_work at commit, only while some relay sleeps (webhooks.sleeping_relays).';
+COMMENT ON FUNCTION webhooks.wake_relay() IS 'Internal: NOTIFY webhooks_work at commit, after an operator''s action made existing deliveries due; writers never notify.';
 COMMENT ON FUNCTION webhooks.queue_from_log(bigint, timestamptz, timestamptz, text[]) IS 'Internal: queue deliveries of logged events to one endpoint (replay); existing ones start a new round. The caller holds the endpoint''s row lock.';
 COMMENT ON FUNCTION webhooks.refuse_log_change() IS 'Trigger of the append-only logs: refuses UPDATE, DELETE and TRUNCATE.';
-COMMENT ON TABLE webhooks.sleeping_relays IS 'Relays asleep on LISTEN webhooks_work; emitters NOTIFY at commit only while a row here is fresh (unlogged).';
 COMMENT ON TABLE webhooks.table_kinds IS 'What webhooks.track knows how to track: each kind of ATS table, the columns it needs, and the events it fires.';
 COMMENT ON TABLE webhooks.tracked_tables IS 'Tables webhooks.track has attached the tracking trigger to, with their kind and people tables.';
 COMMENT ON FUNCTION webhooks.max_lease() IS 'The longest lease claim_deliveries grants: 1 hour.';

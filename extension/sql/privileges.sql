@@ -63,7 +63,7 @@ GRANT EXECUTE ON FUNCTION
     webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]),
     webhooks.queue_stats(),
     webhooks.release_deliveries(text, bigint[], double precision[]),
-    webhooks.set_relay_asleep(text, boolean),
+    webhooks.work_marker(),
     webhooks.lease_key(text)
 TO webhooks_relay;
 
@@ -116,7 +116,7 @@ COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.t
 COMMENT ON FUNCTION webhooks.check_trackable(oid, text, oid, oid) IS 'Used by track: refuses a table whose rule booleans, payload timestamps or people ids have types tracking cannot use.';
 COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
 COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
-COMMENT ON FUNCTION webhooks.set_relay_asleep(text, boolean) IS 'Relay only: register as asleep (emitters then NOTIFY at commit) or awake (it polls; no NOTIFY needed).';
+COMMENT ON FUNCTION webhooks.work_marker() IS 'Relay only: how far the event log''s and the deliveries'' id sequences have come; an idle relay polls it to notice new work without notifications.';
 
 -- Read by webhooks.events_awaiting_fan_out, whose readers need to run it.
 GRANT EXECUTE ON FUNCTION webhooks.ended_in(xid8, pg_snapshot, xid8)
@@ -133,10 +133,9 @@ COMMENT ON FUNCTION webhooks.check_secret(text) IS 'Internal: refuse a signing s
 COMMENT ON FUNCTION webhooks.check_rate_limit(integer) IS 'Internal: refuse a rate limit outside 1 to 100000 requests per second (NULL means none).';
 COMMENT ON FUNCTION webhooks.check_failure_window(interval) IS 'Internal: refuse a failure window outside 1 minute to 30 days.';
 COMMENT ON FUNCTION webhooks.checked_url(text) IS 'Internal: an endpoint URL checked by check_endpoint_url, with plain http allowed only when the allow_http setting is on.';
-COMMENT ON FUNCTION webhooks.wake_relay() IS 'Internal: NOTIFY webhooks_work at commit, only while some relay sleeps (webhooks.sleeping_relays).';
+COMMENT ON FUNCTION webhooks.wake_relay() IS 'Internal: NOTIFY webhooks_work at commit, after an operator''s action made existing deliveries due; writers never notify.';
 COMMENT ON FUNCTION webhooks.queue_from_log(bigint, timestamptz, timestamptz, text[]) IS 'Internal: queue deliveries of logged events to one endpoint (replay); existing ones start a new round. The caller holds the endpoint''s row lock.';
 COMMENT ON FUNCTION webhooks.refuse_log_change() IS 'Trigger of the append-only logs: refuses UPDATE, DELETE and TRUNCATE.';
-COMMENT ON TABLE webhooks.sleeping_relays IS 'Relays asleep on LISTEN webhooks_work; emitters NOTIFY at commit only while a row here is fresh (unlogged).';
 COMMENT ON TABLE webhooks.table_kinds IS 'What webhooks.track knows how to track: each kind of ATS table, the columns it needs, and the events it fires.';
 COMMENT ON TABLE webhooks.tracked_tables IS 'Tables webhooks.track has attached the tracking trigger to, with their kind and people tables.';
 COMMENT ON FUNCTION webhooks.max_lease() IS 'The longest lease claim_deliveries grants: 1 hour.';

@@ -528,12 +528,14 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS
     SELECT count(*)::integer FROM released
 $$;
 
--- A relay going to sleep (registers, or refreshes its registration) or waking up.
-CREATE FUNCTION webhooks.set_relay_asleep(relay_id text, asleep boolean) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
-    DELETE FROM webhooks.sleeping_relays s WHERE s.relay_id = $1 AND NOT $2;
-    INSERT INTO webhooks.sleeping_relays (relay_id) SELECT $1 WHERE $2
-        ON CONFLICT ON CONSTRAINT sleeping_relays_pkey DO UPDATE SET since = now();
+-- How an idle relay notices new work without anyone notifying it: how far the event log's and
+-- the deliveries' id sequences have come. Any new event (tracked or emitted) or delivery moves
+-- one of them, already when it is written (before its commit); the relay then claims for a
+-- while, long enough for the writing transaction to commit. Two sequence reads, no table.
+CREATE FUNCTION webhooks.work_marker(OUT events bigint, OUT deliveries bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM webhooks.events_id_seq s),
+           (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM webhooks.deliveries_id_seq s)
 $$;
 
 -- Queue depth and disabled endpoints, for the relay's /metrics.

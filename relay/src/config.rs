@@ -21,20 +21,24 @@ pub struct Config {
     )]
     pub health_addr: HealthAddr,
 
-    /// Backstop poll interval: the relay looks for due work this often even when no
-    /// notification arrives (retries coming due, missed notifications).
+    /// Backstop poll interval: an idle relay claims this often even when it notices nothing
+    /// new (retries coming due, leases of a crashed relay running out).
     #[arg(long, env = "WEBHOOK_RELAY_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
-    /// While there is traffic the relay stays awake and polls this often instead of relying on
-    /// notifications, so that busy writers need not NOTIFY at all.
+    /// While there is traffic the relay stays awake and claims this often.
     #[arg(long, env = "WEBHOOK_RELAY_AWAKE_POLL_INTERVAL", default_value = "2ms", value_parser = parse_duration)]
     pub awake_poll_interval: Duration,
 
-    /// How long the relay stays awake after its last delivery before it goes to sleep and asks
-    /// writers to notify it.
+    /// How long the relay stays awake after its last delivery (or the last sign of new work)
+    /// before it goes idle.
     #[arg(long, env = "WEBHOOK_RELAY_STAY_AWAKE", default_value = "1s", value_parser = parse_duration)]
     pub stay_awake: Duration,
+
+    /// While idle, how often the relay reads how far the event log and the deliveries have come
+    /// (`webhooks.work_marker()`, two sequence reads) to notice new work: writers never notify.
+    #[arg(long, env = "WEBHOOK_RELAY_IDLE_POLL_INTERVAL", default_value = "5ms", value_parser = parse_duration)]
+    pub idle_poll_interval: Duration,
 
     /// Longest wait between reconnection attempts when the database is unreachable.
     #[arg(long, env = "WEBHOOK_RELAY_MAX_RECONNECT_DELAY", default_value = "10s", value_parser = parse_duration)]
@@ -164,9 +168,10 @@ impl Config {
         if self.request_timeout.is_zero()
             || self.poll_interval.is_zero()
             || self.awake_poll_interval.is_zero()
+            || self.idle_poll_interval.is_zero()
         {
             return Err(
-                "--request-timeout, --poll-interval and --awake-poll-interval must be greater than zero"
+                "--request-timeout, --poll-interval, --awake-poll-interval and --idle-poll-interval must be greater than zero"
                     .into(),
             );
         }

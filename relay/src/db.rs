@@ -104,7 +104,7 @@ struct Session {
     claim: Statement,
     record: Statement,
     release: Statement,
-    set_asleep: Statement,
+    work_marker: Statement,
     queue_stats: Statement,
 }
 
@@ -216,7 +216,7 @@ impl Database {
             )
             .await?,
             release: prepare("SELECT webhooks.release_deliveries($1, $2, $3)").await?,
-            set_asleep: prepare("SELECT webhooks.set_relay_asleep($1, $2)").await?,
+            work_marker: prepare("SELECT * FROM webhooks.work_marker()").await?,
             queue_stats: prepare("SELECT * FROM webhooks.queue_stats()").await?,
             client,
         });
@@ -378,15 +378,16 @@ impl Database {
         Ok(())
     }
 
-    /// Register this relay as asleep (emitters will NOTIFY) or awake (it polls).
-    pub async fn set_asleep(&self, asleep: bool) -> anyhow::Result<()> {
+    /// How far the event log's and the deliveries' id sequences have come: it moves whenever
+    /// an event or a delivery is written.
+    pub async fn work_marker(&self) -> anyhow::Result<(i64, i64)> {
         let session = self.session().await?;
-        session
+        let row = session
             .client
-            .query_one(&session.set_asleep, &[&self.relay_id, &asleep])
+            .query_one(&session.work_marker, &[])
             .await
-            .context("registering sleep state")?;
-        Ok(())
+            .context("reading webhooks.work_marker()")?;
+        Ok((row.get(0), row.get(1)))
     }
 }
 

@@ -32,10 +32,6 @@ pub struct Dispatcher {
     pub shutdown_grace: Duration,
 }
 
-/// How often a sleeping relay refreshes its registration (emitters ignore registrations older
-/// than five minutes, which is how a crashed relay's registration expires).
-const SLEEP_HEARTBEAT: Duration = Duration::from_secs(60);
-
 /// What one claiming round found.
 struct Round {
     claimed: usize,
@@ -44,15 +40,15 @@ struct Round {
 }
 
 impl Dispatcher {
-    /// The dispatch loop. While there is traffic the relay is awake and polls every
-    /// `awake_poll_interval`; after `stay_awake` without work it registers as asleep, so that
-    /// emitters start to NOTIFY, and waits for a notification or the backstop poll.
+    /// The dispatch loop. While there is traffic the relay is awake and claims every
+    /// `awake_poll_interval`; after `stay_awake` without work it goes idle and waits for the
+    /// watcher (`wakeup`) to notice new work, or for the backstop poll. Nothing it does asks
+    /// writers to notify it.
     pub async fn run(self, wake: Arc<Notify>, mut shutdown: Shutdown) {
         let mut in_flight = InFlight::new(self.state.clone());
         let mut retry_delay = Duration::from_millis(100);
         let mut last_work = Instant::now();
-        let mut asleep = false;
-        let mut registered = Instant::now();
+        let mut noticed = self.state.work_noticed();
         while !shutdown.is_requested() {
             let round = match self.claim_while_due(&mut in_flight, &shutdown).await {
                 Ok(round) => {
@@ -69,46 +65,32 @@ impl Dispatcher {
                     continue;
                 }
             };
-            if round.claimed > 0 || !in_flight.tasks.is_empty() {
+            // New work noticed counts as work: a marker moves when an event is written, before
+            // its transaction commits, so the relay stays awake (claiming every few
+            // milliseconds) for the commit to come.
+            let now_noticed = self.state.work_noticed();
+            if round.claimed > 0 || !in_flight.tasks.is_empty() || now_noticed != noticed {
                 last_work = Instant::now();
+                noticed = now_noticed;
             }
-            let want_asleep = last_work.elapsed() >= self.stay_awake;
-            let heartbeat_due = asleep && registered.elapsed() >= SLEEP_HEARTBEAT;
-            if want_asleep != asleep || heartbeat_due {
-                match self.db.set_asleep(want_asleep).await {
-                    Ok(()) => {
-                        let fell_asleep = want_asleep && !asleep;
-                        asleep = want_asleep;
-                        registered = Instant::now();
-                        tracing::debug!(asleep, "sleep state registered");
-                        // A write that committed after the last claim but before the
-                        // registration sent no notification: look once more before sleeping.
-                        if fell_asleep {
-                            continue;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %format!("{e:#}"), "could not register sleep state")
-                    }
-                }
+            let idle = last_work.elapsed() >= self.stay_awake;
+            if idle != self.state.is_idle() {
+                tracing::debug!(idle, "idle state changed");
+                self.state.set_idle(idle);
             }
-            let pause = if asleep {
-                self.poll_interval.min(SLEEP_HEARTBEAT)
+            let pause = if idle {
+                self.poll_interval
             } else {
                 self.awake_poll_interval
             };
             in_flight
                 .wait_to_claim(self.pace(), round.backlog, pause, &wake, &mut shutdown)
                 .await;
-            if asleep {
+            if idle {
                 self.state.count_wakeup();
             }
         }
-        if asleep {
-            if let Err(e) = self.db.set_asleep(false).await {
-                tracing::warn!(error = %format!("{e:#}"), "could not deregister on shutdown");
-            }
-        }
+        self.state.set_idle(false);
         self.drain(in_flight).await;
     }
 

@@ -133,6 +133,13 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         config.shutdown_grace,
     ));
     let summary = tokio::spawn(log_summaries(state.clone(), shutdown.clone()));
+    let watcher = tokio::spawn(wakeup::watch_for_work(
+        db.clone(),
+        config.idle_poll_interval,
+        wake.clone(),
+        state.clone(),
+        shutdown.clone(),
+    ));
 
     let dispatcher = dispatcher::Dispatcher {
         db,
@@ -165,6 +172,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     tokio::spawn(dispatcher.run(wake, shutdown)).await?;
     recorder.await?;
     listener.await?;
+    watcher.await?;
     summary.await?;
     let [succeeded, retried, failed, released] = state.counters.snapshot();
     tracing::info!(

@@ -14,6 +14,10 @@ pub struct RelayState {
     database_connected: AtomicBool,
     wakeups: AtomicU64,
     in_flight: AtomicI64,
+    /// The dispatcher has had no work for `--stay-awake`: the watcher polls the work marker.
+    idle: AtomicBool,
+    /// Signs of new work the watcher has seen (a moved work marker, a notification).
+    work_noticed: AtomicU64,
     pub counters: Counters,
     latency: Histogram,
 }
@@ -55,6 +59,23 @@ impl RelayState {
 
     pub fn database_connected(&self) -> bool {
         self.database_connected.load(Ordering::Relaxed)
+    }
+
+    pub fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::Relaxed);
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    pub fn notice_work(&self) {
+        self.work_noticed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many signs of new work have been seen so far.
+    pub fn work_noticed(&self) -> u64 {
+        self.work_noticed.load(Ordering::Relaxed)
     }
 
     pub fn count_wakeup(&self) {

@@ -1,8 +1,16 @@
-//! The LISTEN connection: turns the extension's `webhooks_work` notifications into wake-ups
-//! for the dispatcher and its `webhooks_endpoint_changed` notifications into configuration
-//! changes (`config_changes`), and reconnects with backoff when the database goes away.
+//! Noticing new work while the dispatcher is idle, without writers notifying anyone.
+//!
+//! - The watcher reads `webhooks.work_marker()` (how far the event log's and the deliveries'
+//!   id sequences have come) every `--idle-poll-interval` while the dispatcher is idle, and
+//!   wakes it when the marker moves. Writers pay nothing for it: a NOTIFY at commit would
+//!   serialise every writer's commit with every other notifying commit in the cluster.
+//! - The LISTEN connection turns `webhooks_work` notifications (sent by operators' actions
+//!   that make existing deliveries due: redeliver, retry_now, resume) into wake-ups and
+//!   `webhooks_endpoint_changed` ones into configuration changes (`config_changes`), and
+//!   reconnects with backoff when the database goes away.
 
 use crate::config_changes::{self, ConfigChanges};
+use crate::db::Database;
 use crate::shutdown::Shutdown;
 use crate::state::RelayState;
 use futures_util::{stream, StreamExt};
@@ -100,11 +108,61 @@ async fn listen_once(
             AsyncMessage::Notification(n) if n.channel() == config_changes::CHANNEL => {
                 changes.record_notification(n.payload())
             }
-            AsyncMessage::Notification(_) => wake.notify_one(),
+            AsyncMessage::Notification(_) => {
+                state.notice_work();
+                wake.notify_one()
+            }
             AsyncMessage::Notice(notice) => tracing::debug!(%notice, "notice from PostgreSQL"),
             _ => {}
         }
     }
     drop(client);
     Ok(())
+}
+
+/// After this long idle, the watcher reads the marker ten times less often: a quiet system
+/// then costs a tenth, and only the first event after the quiet waits longer.
+const SLOW_DOWN_AFTER: Duration = Duration::from_secs(60);
+
+/// While the dispatcher is idle, read the work marker every `every` (ten times less often once
+/// it has been idle for `SLOW_DOWN_AFTER`) and wake the dispatcher when it has moved. A read
+/// that fails is retried at the next tick (the dispatcher's own connection reports the outage).
+pub async fn watch_for_work(
+    db: Arc<Database>,
+    every: Duration,
+    wake: Arc<Notify>,
+    state: Arc<RelayState>,
+    mut shutdown: Shutdown,
+) {
+    // Kept across busy spells: the first read of an idle spell wakes the dispatcher once more
+    // if work came meanwhile, which costs one claim and can miss nothing.
+    let mut last_seen = None;
+    let mut idle_since: Option<tokio::time::Instant> = None;
+    loop {
+        let pause = match idle_since {
+            Some(since) if since.elapsed() >= SLOW_DOWN_AFTER => every * 10,
+            _ => every,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.requested() => return,
+        }
+        if !state.is_idle() {
+            idle_since = None;
+            continue;
+        }
+        idle_since.get_or_insert_with(tokio::time::Instant::now);
+        match db.work_marker().await {
+            Ok(marker) if last_seen != Some(marker) => {
+                if last_seen.is_some() {
+                    state.notice_work();
+                    wake.notify_one();
+                    idle_since = None;
+                }
+                last_seen = Some(marker);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "could not read the work marker"),
+        }
+    }
 }

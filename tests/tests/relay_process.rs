@@ -278,6 +278,7 @@ fn help_explains_every_flag_and_its_environment_variable() {
         ("--max-in-flight-per-endpoint", "WEBHOOK_RELAY_PER_ENDPOINT"),
         ("--allow-network", "WEBHOOK_RELAY_ALLOW_NETWORKS"),
         ("--awake-poll-interval", "WEBHOOK_RELAY_AWAKE_POLL_INTERVAL"),
+        ("--idle-poll-interval", "WEBHOOK_RELAY_IDLE_POLL_INTERVAL"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
         assert!(help.contains(env), "--help lacks {env}:\n{help}");

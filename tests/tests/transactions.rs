@@ -1,8 +1,9 @@
 //! `webhooks.emit` is part of the caller's transaction: a rollback leaves no event and no
-//! delivery and wakes nobody; a commit makes both visible and, while a relay sleeps, sends one
-//! notification, however many events the transaction emitted (and none while relays are awake).
+//! delivery; a commit makes both visible. No writer ever notifies, whatever state the relays
+//! are in, and an idle relay still notices a sparse event promptly.
 
 use e2e::cluster::Cluster;
+use e2e::stage::Stage;
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -46,24 +47,7 @@ async fn an_event_exists_if_and_only_if_its_transaction_commits() {
         )
         .await
         .unwrap();
-    let (_listener, mut notifications) = listen(&cluster).await;
-    // No relay is asleep: an awake relay polls, so a commit sends no notification at all.
-    writer
-        .batch_execute("SELECT webhooks.emit('application.advanced', '{\"id\": 1}')")
-        .await
-        .unwrap();
-    let unasked = tokio::time::timeout(Duration::from_millis(300), notifications.recv()).await;
-    assert!(unasked.is_err(), "nobody sleeps, yet got {unasked:?}");
-    writer
-        .batch_execute("DELETE FROM webhooks.deliveries")
-        .await
-        .unwrap();
     let before = count(&writer, "events").await;
-    // A relay registers as asleep, as webhook-relay does after a second without work.
-    writer
-        .batch_execute("SELECT webhooks.set_relay_asleep('relay-under-test', true)")
-        .await
-        .unwrap();
 
     let tx = writer.transaction().await.unwrap();
     tx.batch_execute("SELECT webhooks.emit('application.submitted', '{\"id\": 1}')")
@@ -90,64 +74,103 @@ async fn an_event_exists_if_and_only_if_its_transaction_commits() {
     tx.commit().await.unwrap();
     assert_eq!(count(&other, "events").await, before + 3);
     assert_eq!(count(&other, "deliveries").await, 3);
+}
 
-    let first = tokio::time::timeout(Duration::from_secs(5), notifications.recv()).await;
-    assert_eq!(first.unwrap().as_deref(), Some("webhooks_work"));
-    let extra = tokio::time::timeout(Duration::from_millis(300), notifications.recv()).await;
-    assert!(
-        extra.is_err(),
-        "one committed transaction sends one notification, got another: {extra:?}"
+/// Notifications on `webhooks_work` after emitting and making a tracked write, each in its
+/// own committed transaction.
+async fn notifications_after_writes(
+    stage: &Stage,
+    notifications: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> usize {
+    stage
+        .emit("application.advanced", serde_json::json!({"id": 1}))
+        .await
+        .unwrap();
+    stage
+        .db
+        .batch_execute(
+            "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at) VALUES (7, 3, now())",
+        )
+        .await
+        .unwrap();
+    let mut seen = 0;
+    while tokio::time::timeout(Duration::from_millis(300), notifications.recv())
+        .await
+        .is_ok()
+    {
+        seen += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn writers_never_notify_whatever_state_the_relays_are_in() {
+    // A notifying commit serialises with every other notifying commit in the cluster, so no
+    // writer's commit notifies: not with no relay, an idle relay, or one killed while idle.
+    let stage = Stage::new().await.unwrap();
+    e2e::ats::load_and_track(&stage.db).await.unwrap();
+    stage.db.batch_execute(e2e::ats::PEOPLE).await.unwrap();
+    stage.endpoint("/a", &["application.*"], "").await.unwrap();
+    let (_listener, mut notifications) = listen(&stage.cluster).await;
+    assert_eq!(
+        notifications_after_writes(&stage, &mut notifications).await,
+        0,
+        "no relay"
+    );
+
+    let mut relay = stage.relay(&[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        notifications_after_writes(&stage, &mut notifications).await,
+        0,
+        "an idle relay"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    relay.kill();
+    assert_eq!(
+        notifications_after_writes(&stage, &mut notifications).await,
+        0,
+        "a relay killed while idle"
     );
 }
 
 #[tokio::test]
-async fn the_relay_is_woken_by_a_commit_not_by_a_rollback() {
-    let (cluster, mut writer) = Cluster::with_app_database().await.unwrap();
-    writer
-        .batch_execute("SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['offer.*'])")
-        .await
-        .unwrap();
-    // A long poll interval, so any wake-up we see comes from a notification.
-    let relay = e2e::relay::Relay::start(&cluster.connstr("app"), &["--poll-interval", "1h"])
-        .await
-        .unwrap();
-    let wakeups = || async {
-        let (_, body) = relay.health().await.unwrap();
-        let n = body
-            .split("\"wakeups\":")
-            .nth(1)
-            .unwrap()
-            .trim_end_matches(|c: char| !c.is_ascii_digit());
-        n.parse::<u64>().unwrap()
-    };
-    // After a second without work the relay registers as asleep and waits for a notification.
-    e2e::eventually_counts(
-        &writer,
-        "SELECT count(*) FROM webhooks.sleeping_relays",
-        1,
-        Duration::from_secs(10),
+async fn an_idle_relay_notices_a_sparse_event_without_any_notification() {
+    let stage = Stage::new().await.unwrap();
+    stage.endpoint("/sparse", &["offer.*"], "").await.unwrap();
+    // A backstop poll of an hour: what delivers the event is the idle watcher.
+    let ca = stage.receiver.ca_file();
+    let _relay = e2e::relay::Relay::start(
+        &stage.cluster.connstr_as("app", "relay_login"),
+        &[
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--allow-network",
+            "127.0.0.0/8",
+            "--poll-interval",
+            "1h",
+        ],
     )
-    .await;
-    let before = wakeups().await;
-
-    let tx = writer.transaction().await.unwrap();
-    tx.batch_execute("SELECT webhooks.emit('offer.accepted', '{}')")
-        .await
-        .unwrap();
-    tx.rollback().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        wakeups().await,
-        before,
-        "a rollback must not wake the relay"
-    );
-
-    writer
-        .batch_execute("SELECT webhooks.emit('offer.accepted', '{}')")
-        .await
-        .unwrap();
-    e2e::eventually(Duration::from_secs(5), "a wake-up after commit", || async {
-        (wakeups().await > before).then_some(())
-    })
-    .await;
+    .await
+    .unwrap();
+    for n in 1..=3 {
+        // Past --stay-awake (1 s): the relay is idle.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let committed = std::time::Instant::now();
+        stage
+            .emit("offer.accepted", serde_json::json!({ "id": n }))
+            .await
+            .unwrap();
+        let request = stage
+            .receiver
+            .wait_for(n as usize, Duration::from_secs(10))
+            .await
+            .pop()
+            .unwrap();
+        eprintln!(
+            "sparse event {n}: commit -> receipt {:?}",
+            request.at.saturating_duration_since(committed)
+        );
+    }
 }

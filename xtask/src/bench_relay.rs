@@ -181,6 +181,20 @@ async fn measure_async(options: &Options) -> Result<()> {
         latencies.last().copied().unwrap_or(f64::NAN)
     );
 
+    println!(
+        "\n==> 3b. sparse events: one every {SPARSE_GAP:?} into an idle relay ({SPARSE_EVENTS} events), then {IDLE_SPELL:?} idle"
+    );
+    let (sparse, idle_cpu) = sparse_and_idle(&cluster, &receiver, relay.pid()).await?;
+    let sparse_pct = |p: f64| sparse[((sparse.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "    commit → receipt p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; idle: PostgreSQL {:.1}%, relay {:.1}% of one CPU",
+        sparse_pct(0.50),
+        sparse_pct(0.99),
+        sparse.last().copied().unwrap_or(f64::NAN),
+        idle_cpu.postgres / IDLE_SPELL.as_secs_f64() * 100.0,
+        idle_cpu.relay / IDLE_SPELL.as_secs_f64() * 100.0
+    );
+
     println!("\n==> 2b. the same backlog drained by two relays");
     db.batch_execute(
         "SELECT webhooks.pause_endpoint(id) FROM webhooks.endpoints WHERE url LIKE '%/latency';
@@ -234,8 +248,62 @@ async fn measure_async(options: &Options) -> Result<()> {
         pct(0.95),
         pct(0.99)
     );
+    println!(
+        "| sparse events into an idle relay, commit → receipt p50 / p99 | {:.1} / {:.1} ms |",
+        sparse_pct(0.50),
+        sparse_pct(0.99)
+    );
+    println!(
+        "| an idle relay's cost: PostgreSQL / relay CPU | {:.1}% / {:.1}% of one CPU |",
+        idle_cpu.postgres / IDLE_SPELL.as_secs_f64() * 100.0,
+        idle_cpu.relay / IDLE_SPELL.as_secs_f64() * 100.0
+    );
     println!("| claim of 500, 1k pending / 1M pending | {small:.2} / {large:.2} ms |");
     Ok(())
+}
+
+/// Sparse events: how many, how far apart (longer than the relay's --stay-awake, so that each
+/// finds it idle), and how long the idle relay is watched for its own cost.
+const SPARSE_EVENTS: usize = 15;
+const SPARSE_GAP: Duration = Duration::from_secs(2);
+const IDLE_SPELL: Duration = Duration::from_secs(10);
+
+/// Commit → receipt of sparse events into an idle relay (sorted, ms), and the CPU an idle
+/// relay and PostgreSQL use meanwhile (it polls the work marker; nobody notifies it).
+async fn sparse_and_idle(
+    cluster: &Cluster,
+    receiver: &e2e::receiver::Receiver,
+    relay_pid: u32,
+) -> Result<(Vec<f64>, CpuSpent)> {
+    let db = cluster.connect("bench").await?;
+    let mut latencies = Vec::new();
+    for n in 0..SPARSE_EVENTS {
+        tokio::time::sleep(SPARSE_GAP).await;
+        receiver.forget_requests();
+        db.query_one(
+            "SELECT webhooks.emit('review.submitted', jsonb_build_object('id', $1::int))",
+            &[&(n as i32)],
+        )
+        .await?;
+        let committed = Instant::now();
+        let request = receiver
+            .wait_for(1, Duration::from_secs(10))
+            .await
+            .remove(0);
+        latencies.push(
+            request
+                .at
+                .saturating_duration_since(committed)
+                .as_secs_f64()
+                * 1000.0,
+        );
+    }
+    latencies.sort_by(f64::total_cmp);
+    tokio::time::sleep(SPARSE_GAP).await;
+    let before = CpuSplit::now(Some(relay_pid));
+    tokio::time::sleep(IDLE_SPELL).await;
+    let idle = CpuSplit::now(Some(relay_pid)).minus(&before);
+    Ok((latencies, idle))
 }
 
 /// Where PostgreSQL spent the relays' time, per delivery attempted in phases 2, 2b and 3.

@@ -5,8 +5,9 @@
 //! application's stage (fires `application.advanced`) — under each variant, in one run:
 //!
 //! - `untracked`: no trigger, the baseline;
-//! - `tracked`: `webhooks.track_ats()` with 3 endpoints subscribed, relays awake (no NOTIFY);
-//! - `tracked, relay asleep`: the same while a relay sleeps (each commit NOTIFYs);
+//! - `tracked`: `webhooks.track_ats()` with 3 endpoints subscribed. No relay state changes
+//!   what a tracked write does (it never notifies and reads nothing about relays), so this is
+//!   the cost whether relays are busy, idle, crashed or absent;
 //! - `naive outbox`: the perf-notes trigger: payload, 1 outbox row + 3 delivery rows, pg_notify;
 //! - `naive outbox, no NOTIFY`: the same trigger without pg_notify (perf-notes' third row).
 
@@ -84,8 +85,7 @@ pub(crate) const VARIANTS: &[Variant] = &[
     Variant {
         name: "untracked",
         enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
-                SELECT webhooks.untrack('ats.applications', if_tracked => true);
-                DELETE FROM webhooks.sleeping_relays;",
+                SELECT webhooks.untrack('ats.applications', if_tracked => true);",
         naive: None,
     },
     Variant {
@@ -94,21 +94,13 @@ pub(crate) const VARIANTS: &[Variant] = &[
         naive: None,
     },
     Variant {
-        name: "tracked, relay asleep",
-        enter: "SELECT webhooks.track('ats.applications');
-                SELECT webhooks.set_relay_asleep('bench-sleeper', true);",
-        naive: None,
-    },
-    Variant {
         name: "naive outbox (perf-notes)",
-        enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);
-                DELETE FROM webhooks.sleeping_relays;",
+        enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);",
         naive: Some(Notify::Every),
     },
     Variant {
         name: "naive outbox, no NOTIFY",
-        enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);
-                DELETE FROM webhooks.sleeping_relays;",
+        enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);",
         naive: Some(Notify::Never),
     },
 ];

@@ -69,7 +69,7 @@ fn temporary_look_alikes_never_run_as_the_extension_owner() {
                 \"started_at\": \"2026-01-01T00:00:00Z\", \"duration_ms\": 1, \"response_status\": 410}}]')"
         ),
         format!("SELECT webhooks.release_deliveries('r', ARRAY[{delivery}]::bigint[])"),
-        "SELECT webhooks.set_relay_asleep('r', true)".into(),
+        "SELECT * FROM webhooks.work_marker()".into(),
         "SELECT * FROM webhooks.queue_stats()".into(),
         "SELECT webhooks.lease_key()".into(),
         "SELECT webhooks.generate_secret(), webhooks.check_endpoint_url('https://a.test/'), webhooks.iso8601(now())".into(),

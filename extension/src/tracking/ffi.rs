@@ -9,7 +9,7 @@
 
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::pg_sys::Datum;
-use std::ffi::{c_char, c_int};
+use std::ffi::c_int;
 
 /// PostgreSQL functions without pgrx's guard. Call them only inside one
 /// `pg_guard_ffi_boundary` closure whose frame holds nothing with a destructor and that
@@ -20,10 +20,8 @@ pub mod raw {
 
     unsafe extern "C-unwind" {
         pub fn nextval_internal(relid: Oid, check_permissions: bool) -> i64;
-        pub fn Async_Notify(channel: *const c_char, payload: *const c_char);
         pub fn datum_image_eq(value1: Datum, value2: Datum, by_val: bool, len: c_int) -> bool;
 
-        pub fn table_open(relation: Oid, lockmode: LOCKMODE) -> Relation;
         pub fn table_close(relation: Relation, lockmode: LOCKMODE);
         pub fn index_open(relation: Oid, lockmode: LOCKMODE) -> Relation;
         pub fn index_close(relation: Relation, lockmode: LOCKMODE);
@@ -70,11 +68,6 @@ pub mod raw {
         ) -> bool;
         pub fn heap_copytuple(tuple: HeapTuple) -> HeapTuple;
     }
-}
-
-/// commands/async.h: what `pg_notify()` does.
-pub unsafe fn async_notify(channel: *const c_char, payload: *const c_char) {
-    pg_guard_ffi_boundary(|| raw::Async_Notify(channel, payload))
 }
 
 /// utils/datum.h: equality of two values' stored forms.

@@ -3,7 +3,9 @@
 //! table's indexes,
 //! as PostgreSQL's own catalog writes do (CatalogTupleInsert). Going through SQL
 //! (parse-analysed, planned and run by the executor) costs more than the whole budget a
-//! tracked write has (docs/benchmarks.md). Then, if a relay sleeps, the `NOTIFY` that wakes it.
+//! tracked write has (docs/benchmarks.md). No notification: relays notice new events by
+//! polling the log's sequence (`webhooks.work_marker()`), so a writer's commit never
+//! serialises with other notifying commits.
 //!
 //! What the executor would have added and this does itself: the identity value, `now()`, and
 //! the `webhooks.event_data` domain's checks (the payload is an object by construction, and
@@ -27,17 +29,14 @@ const EVENT_COLUMNS: [&str; 5] = ["id", "event_type", "created_at", "data", "fan
 const MAX_KEY_COLUMNS: usize = 4;
 /// The most indexes on the log that tracking maintains (the extension creates two).
 const MAX_INDEXES: usize = 8;
-/// A relay counts as asleep for this long after it last registered (webhooks.wake_relay()).
-const SLEEPER_TTL_MICROS: i64 = 5 * 60 * 1_000_000;
 
-/// How to write `webhooks.events`: its sequence, its indexes and the table relays sleep in,
+/// How to write `webhooks.events`: its sequence and its indexes,
 /// resolved by name and checked once per generation (see `invalidation`), and always after
 /// the log has been locked, so that its index list is the one every other writer sees.
 struct Plan {
     stamp: u64,
     events: Oid,
     events_id: Oid,
-    sleeping_relays: Oid,
     /// Each index and its IndexInfo as BuildIndexInfo gave it, in `PLAN_CONTEXT`; each write
     /// copies it (an access method may keep a statement's state in its copy).
     indexes: Vec<(Oid, pg_sys::IndexInfo)>,
@@ -169,20 +168,19 @@ impl Plan {
             stamp: generation(),
             events: events_oid,
             events_id: pg_sys::getIdentitySequence(events_oid, 1, false),
-            sleeping_relays: relation_named(c"sleeping_relays"),
             indexes,
         }
     }
 }
 
 /// Log one event of each type in `fired`, all with `payload`, for fan-out once committed.
-pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb, snapshot: pg_sys::Snapshot) {
+pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb) {
     let size = pgrx::varlena::varsize_any(payload as *const _);
     if size > MAX_PAYLOAD_BYTES {
         refuse_oversized(size, fired[0]);
     }
     let events = open_events();
-    let (now, sleepers) = PLAN.with_borrow_mut(|plan| {
+    PLAN.with_borrow_mut(|plan| {
         let current = plan
             .as_ref()
             .is_some_and(|p| p.stamp == generation() && p.events == (*events).rd_id);
@@ -192,19 +190,16 @@ pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb, snapshot: pg_sys:
         }
         write(plan.as_ref().expect("just built"), events, fired, payload)
     });
-    if let Some(sleepers) = sleepers {
-        wake_sleeping_relays(sleepers, now, snapshot);
-    }
 }
 
-/// Insert the rows and their index entries, close the log, and open the sleeping relays'
-/// table if it has rows: one guarded call into PostgreSQL instead of a dozen and more.
+/// Insert the rows and their index entries and close the log: one guarded call into
+/// PostgreSQL instead of a dozen and more.
 unsafe fn write(
     plan: &Plan,
     events: pg_sys::Relation,
     fired: &[&str],
     payload: *mut pg_sys::Jsonb,
-) -> (pg_sys::TimestampTz, Option<pg_sys::Relation>) {
+) {
     let mut indexes = [std::ptr::null_mut(); MAX_INDEXES];
     // SAFETY (of the zeroes): plain C structs; each used one is overwritten below.
     let mut infos: [pg_sys::IndexInfo; MAX_INDEXES] = std::mem::zeroed();
@@ -214,7 +209,7 @@ unsafe fn write(
         copy.ii_AmCache = std::ptr::null_mut();
     }
     let count = plan.indexes.len();
-    let (sleeping_relays, events_id) = (plan.sleeping_relays, plan.events_id);
+    let events_id = plan.events_id;
     let oids = plan.indexes.iter().map(|(oid, _)| *oid);
     // Nothing in this closure has a destructor or can panic (see ffi::raw).
     pg_guard_ffi_boundary(|| {
@@ -279,49 +274,5 @@ unsafe fn write(
             raw::index_close(index, pg_sys::NoLock as i32);
         }
         raw::table_close(events, pg_sys::NoLock as i32);
-        let sleepers = raw::table_open(sleeping_relays, pg_sys::AccessShareLock as i32);
-        // Nobody has slept since VACUUM last truncated the table: nothing to read.
-        if raw::RelationGetNumberOfBlocksInFork(sleepers, pg_sys::ForkNumber::MAIN_FORKNUM) == 0 {
-            raw::table_close(sleepers, pg_sys::NoLock as i32);
-            return (now, None);
-        }
-        (now, Some(sleepers))
     })
-}
-
-/// `webhooks.wake_relay()`: NOTIFY only while some relay sleeps, so that a busy write path
-/// never pays for NOTIFY (which serialises committing transactions).
-/// `sleepers` is `webhooks.sleeping_relays`, open; this closes it.
-unsafe fn wake_sleeping_relays(
-    sleepers: pg_sys::Relation,
-    now: pg_sys::TimestampTz,
-    snapshot: pg_sys::Snapshot,
-) {
-    let since = cached_attnums(sleepers, &["since"])[0];
-    let scan = pg_sys::systable_beginscan(
-        sleepers,
-        pg_sys::InvalidOid,
-        false,
-        snapshot,
-        0,
-        std::ptr::null_mut(),
-    );
-    let mut asleep = false;
-    loop {
-        let tuple = pg_sys::systable_getnext(scan);
-        if tuple.is_null() {
-            break;
-        }
-        let mut is_null = false;
-        let at = pg_sys::heap_getattr(tuple, since as i32, (*sleepers).rd_att, &mut is_null);
-        if !is_null && at.value() as i64 > now - SLEEPER_TTL_MICROS {
-            asleep = true;
-            break;
-        }
-    }
-    pg_sys::systable_endscan(scan);
-    pg_sys::table_close(sleepers, pg_sys::NoLock as i32);
-    if asleep {
-        super::ffi::async_notify(c"webhooks_work".as_ptr(), c"".as_ptr());
-    }
 }

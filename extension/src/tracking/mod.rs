@@ -7,7 +7,7 @@
 //!    the people tables `track()` recorded (`tracked`, `payload`, `values`, `people`,
 //!    `locations`);
 //! 3. logs each event with its transaction's id, by which `webhooks.fan_out()` finds it after
-//!    commit, then wakes a sleeping relay (`log_writer`).
+//!    commit (`log_writer`).
 //!
 //! It replaced generated PL/pgSQL trigger functions: the same rules and payloads add about
 //! 65,000 CPU instructions to a tracked insert this way, against 320,000 (docs/benchmarks.md).
@@ -63,7 +63,7 @@ fn track_changes<'a>(
             let snapshot = pg_sys::GetTransactionSnapshot();
             let people = tracked::people_of(relation);
             let payload = payload::build(&change, &people, snapshot);
-            log_writer::log(&fired, payload, snapshot);
+            log_writer::log(&fired, payload);
         }
     }
     Ok(None)
