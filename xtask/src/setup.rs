@@ -113,5 +113,34 @@ pub fn install_extension() -> Result<()> {
         ],
     );
     c.current_dir(crate::run::workspace().join("extension"));
-    status(c)
+    status(c)?;
+    install_released_scripts()
+}
+
+/// The install scripts of released versions (`extension/releases/`), beside the current one,
+/// so that `CREATE EXTENSION pg_webhooks VERSION '0.1.0'` works and the upgrade test can
+/// update from it. pgrx only installs the current version's script and the upgrade scripts.
+fn install_released_scripts() -> Result<()> {
+    let sharedir = std::process::Command::new(PG_CONFIG)
+        .arg("--sharedir")
+        .output()
+        .context("pg_config --sharedir")?;
+    let target = format!(
+        "{}/extension/",
+        String::from_utf8_lossy(&sharedir.stdout).trim()
+    );
+    let releases = crate::run::workspace().join("extension/releases");
+    for entry in
+        std::fs::read_dir(&releases).with_context(|| format!("reading {}", releases.display()))?
+    {
+        let path = entry?.path();
+        let path = path.to_str().context("a release script's path")?;
+        let c = if is_root() {
+            cmd("cp", &[path, &target])
+        } else {
+            cmd("sudo", &["cp", path, &target])
+        };
+        status(c)?;
+    }
+    Ok(())
 }
