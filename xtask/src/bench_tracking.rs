@@ -41,7 +41,8 @@ const ENDPOINTS: &str = "
 SELECT webhooks.create_endpoint('https://hooks-' || g || '.example.com/ats', ARRAY['application.*'])
   FROM generate_series(1, 3) g;";
 
-/// The naive outbox of ../shared/perf-notes.md, for comparison.
+/// A naive outbox trigger, for comparison: it builds the payload, inserts one outbox row and one
+/// delivery row per endpoint, and notifies, in every writing transaction.
 const NAIVE_OUTBOX: &str = "
 CREATE TABLE IF NOT EXISTS bench_outbox (id bigserial PRIMARY KEY, event_type text, payload jsonb, created_at timestamptz DEFAULT now());
 CREATE TABLE IF NOT EXISTS bench_outbox_deliveries (id bigserial PRIMARY KEY, outbox_id bigint REFERENCES bench_outbox, endpoint int, status text DEFAULT 'pending');
