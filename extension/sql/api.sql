@@ -594,7 +594,7 @@ $$;
 ------------------------------------------------------------------------------------------
 
 -- Applications call this from their own triggers, so it is on their write path. Like the
--- tracking triggers it runs as its owner without SET search_path, which would cost every call a
+-- tracking triggers it runs as its owner without a search_path clause, which would cost every call a
 -- save and restore of the path. It sends no notification: relays notice the new deliveries by
 -- polling webhooks.work_marker(). Every relation, operator and function is named with its
 -- schema instead, so a caller's search_path (temporary look-alikes included) cannot redirect
