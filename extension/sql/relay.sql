@@ -228,15 +228,16 @@ CREATE FUNCTION webhooks.claim_deliveries(
 -- PL/pgSQL rather than SQL: the statement's plan is then cached for the session, where a SQL
 -- function would parse and plan it again on every call. And a generic plan, which is the same
 -- plan as a custom one here: left to choose, the plan cache planned the statement afresh on
--- every claim (about 260 µs each), because the generic plan's estimate for an unknown LIMIT is
--- higher than a custom plan's.
+-- every claim, because the generic plan's estimate for an unknown LIMIT is higher than a
+-- custom plan's.
 -- A cached plan lasts as long as the relay's connection, so it must suit any size of queue:
 -- planned while the tables were nearly empty, it would scan them whole on every claim once a
--- backlog had come in (a claim of 1,000 took 450 ms instead of 7). With sequential scans,
+-- backlog had come in. With sequential scans,
 -- hash joins and merge joins ruled out, the only plan left is the right one at every size:
 -- index lookups for the few rows a claim touches. fan_out(), called first, inherits this; its
 -- statements are index lookups too. JIT is off: the penalty that rules a scan out counts in
--- the plan's cost, which would have every claim compiled (300 ms) for a few milliseconds of work.
+-- the plan's cost, which would have every claim compiled for a few milliseconds of work.
+-- (What each of these cost when it was measured: docs/benchmarks-history.md, "Figures behind the code".)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
@@ -393,7 +394,7 @@ BEGIN
          -- through that index instead of their key: a VACUUM that ran while the queue was empty
          -- leaves the index's statistics saying it is empty until the next one, whatever has
          -- been queued since, and scanning it then looked cheapest. It read the whole backlog
-         -- for every batch recorded (a drain of 100,000 took 26 s instead of 3).
+         -- for every batch recorded, making a drain several times slower.
          -- Only what this session holds under a live lease: a relay cannot record an
          -- attempt at a delivery it did not claim, or whose lease another relay has taken over
          -- since. Such reports are counted as not_held and nothing of them is kept.

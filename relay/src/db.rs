@@ -1,79 +1,33 @@
 //! The database driver: the three calls the relay makes (claim, record, release), over one
 //! pipelined connection that is re-established on demand after the database goes away.
 
+use crate::delivery::{AttemptReport, Release};
 use crate::headers::SentHeaders;
-use crate::pool::Destination;
-use crate::sign::SigningKey;
 use anyhow::Context;
-use bytes::{BufMut, Bytes, BytesMut};
-use hyper::header::HeaderValue;
-use rustc_hash::FxHashMap as HashMap;
+use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use tokio_postgres::types::{accepts, to_sql_checked, IsNull, ToSql, Type};
-use tokio_postgres::{Client, NoTls, Statement};
-
-/// One delivery leased to this relay, ready to send.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub delivery_id: i64,
-    pub event_id: i64,
-    pub endpoint_id: i64,
-    pub attempt_number: i32,
-    pub event: Arc<ClaimedEvent>,
-    pub endpoint: Arc<Target>,
-    pub lease_expires_at: SystemTime,
-}
-
-/// An event as a claim returned it, shared by its deliveries in that claim.
-#[derive(Debug)]
-pub struct ClaimedEvent {
-    /// The `X-Webhook-Event` value, or why the event type cannot be one.
-    pub event_type: Result<HeaderValue, String>,
-    /// Rendered once per event by the database; these exact bytes are signed and sent.
-    pub body: Bytes,
-}
-
-/// An endpoint as a claim found it, shared by its deliveries in that claim: its URL parsed and
-/// its signing key set up once, not for every request.
-#[derive(Debug)]
-pub struct Target {
-    /// Where its requests go, or why its URL cannot be used.
-    pub destination: Result<Destination, String>,
-    pub key: SigningKey,
-    pub rate_limit: Option<i32>,
-    /// `ConfigChanges::epoch()` before the claim that read this: the endpoint has changed
-    /// since if a change was recorded after it.
-    pub config_epoch: u64,
-}
-
-/// One attempt as `webhooks.record_attempts` takes it.
-#[derive(Debug)]
-pub struct AttemptReport {
-    pub delivery_id: i64,
-    pub attempt_number: i32,
-    pub started_at: SystemTime,
-    pub duration_ms: f64,
-    pub request_headers: SentHeaders,
-    pub response_status: Option<u16>,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-    pub retry_after_seconds: Option<f64>,
-    pub permanent: bool,
-}
-
-/// A delivery handed back unattempted, due again after `delay`.
-#[derive(Debug, Clone, Copy)]
-pub struct Release {
-    pub delivery_id: i64,
-    pub delay: Duration,
-}
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 /// The columns of `webhooks.claim_deliveries`, read by position: by name, every value of
 /// every row would be found by comparing column names. Checked against the statement's
-/// columns when it is prepared.
+/// columns, names and types, when it is prepared.
 mod claim_column {
+    use tokio_postgres::types::Type;
+    pub const TYPES: [Type; 10] = [
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT4,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::TIMESTAMPTZ,
+    ];
     pub const NAMES: [&str; 10] = [
         "delivery_id",
         "event_id",
@@ -96,6 +50,45 @@ mod claim_column {
     pub const SECRET: usize = 7;
     pub const RATE_LIMIT: usize = 8;
     pub const LEASE_EXPIRES_AT: usize = 9;
+}
+
+/// One row of `webhooks.claim_deliveries`, its columns read in place (delivery.rs makes the
+/// deliveries of a claim out of them). The column types were checked when the claim
+/// statement was prepared.
+pub struct ClaimRow(Row);
+
+impl ClaimRow {
+    pub fn delivery_id(&self) -> i64 {
+        self.0.get(claim_column::DELIVERY_ID)
+    }
+    pub fn event_id(&self) -> i64 {
+        self.0.get(claim_column::EVENT_ID)
+    }
+    pub fn endpoint_id(&self) -> i64 {
+        self.0.get(claim_column::ENDPOINT_ID)
+    }
+    pub fn attempt_number(&self) -> i32 {
+        self.0.get(claim_column::ATTEMPT_NUMBER)
+    }
+    pub fn event_type(&self) -> &str {
+        self.0.get(claim_column::EVENT_TYPE)
+    }
+    /// The rendered event, on the first row of each event in a claim only.
+    pub fn body(&self) -> Option<&str> {
+        self.0.get(claim_column::BODY)
+    }
+    pub fn url(&self) -> &str {
+        self.0.get(claim_column::URL)
+    }
+    pub fn secret(&self) -> &str {
+        self.0.get(claim_column::SECRET)
+    }
+    pub fn rate_limit(&self) -> Option<i32> {
+        self.0.get(claim_column::RATE_LIMIT)
+    }
+    pub fn lease_expires_at(&self) -> SystemTime {
+        self.0.get(claim_column::LEASE_EXPIRES_AT)
+    }
 }
 
 /// A connection with the relay's statements prepared on it.
@@ -203,11 +196,16 @@ impl Database {
             "SELECT * FROM webhooks.claim_deliveries($1, $2, make_interval(secs => $3), $4, $5, $6)",
         )
         .await?;
-        let columns: Vec<&str> = claim.columns().iter().map(|c| c.name()).collect();
+        let columns: Vec<(&str, &Type)> = claim
+            .columns()
+            .iter()
+            .map(|c| (c.name(), c.type_()))
+            .collect();
         anyhow::ensure!(
-            columns == claim_column::NAMES,
+            columns.iter().map(|c| c.0).eq(claim_column::NAMES)
+                && columns.iter().map(|c| c.1).eq(claim_column::TYPES.iter()),
             "webhooks.claim_deliveries returns {columns:?}, not {:?}: is pg_webhooks the version this relay was built for?",
-            claim_column::NAMES
+            claim_column::NAMES.iter().zip(claim_column::TYPES.iter()).collect::<Vec<_>>()
         );
         let session = Arc::new(Session {
             claim,
@@ -232,8 +230,7 @@ impl Database {
         lease: Duration,
         per_endpoint: u32,
         busy: &[(i64, i32)],
-        config_epoch: u64,
-    ) -> anyhow::Result<Vec<Claimed>> {
+    ) -> anyhow::Result<Vec<ClaimRow>> {
         let session = self.session().await?;
         let (busy_endpoints, busy_counts): (Vec<i64>, Vec<i32>) = busy.iter().copied().unzip();
         let rows = session
@@ -251,54 +248,7 @@ impl Database {
             )
             .await
             .context("claiming deliveries")?;
-        // One row of each event carries its body; the others share it. Each endpoint's URL
-        // and key are set up once per claim.
-        let mut events: HashMap<i64, Arc<ClaimedEvent>> = HashMap::default();
-        let mut targets: HashMap<i64, Arc<Target>> = HashMap::default();
-        for row in &rows {
-            if let Some(body) = row.get::<_, Option<String>>(claim_column::BODY) {
-                let event_type: String = row.get(claim_column::EVENT_TYPE);
-                let event_type = HeaderValue::from_maybe_shared(Bytes::from(event_type))
-                    .map_err(|e| format!("could not build the request: X-Webhook-Event: {e}"));
-                events.insert(
-                    row.get(claim_column::EVENT_ID),
-                    Arc::new(ClaimedEvent {
-                        event_type,
-                        body: Bytes::from(body),
-                    }),
-                );
-            }
-            targets
-                .entry(row.get(claim_column::ENDPOINT_ID))
-                .or_insert_with(|| {
-                    let url: &str = row.get(claim_column::URL);
-                    Arc::new(Target {
-                        destination: Destination::parse(url),
-                        key: SigningKey::new(row.get(claim_column::SECRET)),
-                        rate_limit: row.get(claim_column::RATE_LIMIT),
-                        config_epoch,
-                    })
-                });
-        }
-        rows.into_iter()
-            .map(|row| {
-                let event_id: i64 = row.get(claim_column::EVENT_ID);
-                let endpoint_id: i64 = row.get(claim_column::ENDPOINT_ID);
-                let event = events
-                    .get(&event_id)
-                    .cloned()
-                    .with_context(|| format!("the claim returned no body for event {event_id}"))?;
-                Ok(Claimed {
-                    delivery_id: row.get(claim_column::DELIVERY_ID),
-                    event_id,
-                    endpoint_id,
-                    attempt_number: row.get(claim_column::ATTEMPT_NUMBER),
-                    event,
-                    endpoint: targets[&endpoint_id].clone(),
-                    lease_expires_at: row.get(claim_column::LEASE_EXPIRES_AT),
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(ClaimRow).collect())
     }
 
     /// Log attempts and let the database move their deliveries on (one round trip). The
@@ -328,9 +278,11 @@ impl Database {
                     &column(attempts, |a| HeaderObject(&a.request_headers)),
                     &column(attempts, |a| a.response_status.map(i32::from)),
                     &column(attempts, |a| a.response_body.as_deref()),
-                    &column(attempts, |a| a.error.as_deref()),
+                    &column(attempts, |a| a.failure.as_ref().map(|f| f.message())),
                     &column(attempts, |a| a.retry_after_seconds),
-                    &column(attempts, |a| a.permanent),
+                    &column(attempts, |a| {
+                        a.failure.as_ref().is_some_and(|f| f.is_permanent())
+                    }),
                 ],
             )
             .await

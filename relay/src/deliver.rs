@@ -4,7 +4,7 @@
 //! endpoint's configuration changed meanwhile, it goes back to the queue unsent.
 
 use crate::config_changes::ConfigChanges;
-use crate::db::{AttemptReport, Claimed, Release};
+use crate::delivery::{AttemptReport, Claimed, Failure, Release};
 use crate::headers::SentHeaders;
 use crate::http::{Exchange, HttpClient};
 use crate::limits::Held;
@@ -74,8 +74,8 @@ impl Executor {
             return release(&job, Duration::ZERO);
         }
         // Boxed: the request's future is most of a delivery's state, and a delivery task is
-        // moved whole when it is spawned and when it finishes. Held inline, that state made
-        // the task about 1.7 KB, copied for each of the thousands held waiting for a slot.
+        // moved whole when it is spawned and when it finishes. Held inline, that state would
+        // be copied for each of the thousands of deliveries held waiting for a slot.
         Report::Attempted(Box::pin(self.attempt(job)).await)
     }
 
@@ -125,7 +125,9 @@ impl Executor {
         let clock = Instant::now();
         let exchange = match (&job.endpoint.destination, &job.event.event_type) {
             (Ok(to), Ok(_)) => self.http.post(to, &headers, job.event.body.clone()).await,
-            (Err(problem), _) | (_, Err(problem)) => Exchange::failed(problem.clone(), true),
+            (Err(problem), _) | (_, Err(problem)) => {
+                Exchange::failed(Failure::Unsendable(problem.clone()))
+            }
         };
         let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
         tracing::debug!(
@@ -134,7 +136,7 @@ impl Executor {
             endpoint_id = job.endpoint_id,
             attempt = job.attempt_number,
             status = exchange.status,
-            error = exchange.error.as_deref(),
+            error = exchange.failure.as_ref().map(Failure::message),
             duration_ms = format!("{duration_ms:.1}"),
             "attempt"
         );
@@ -146,9 +148,8 @@ impl Executor {
             request_headers: headers,
             response_status: exchange.status,
             response_body: exchange.body_prefix,
-            error: exchange.error,
+            failure: exchange.failure,
             retry_after_seconds: exchange.retry_after_seconds,
-            permanent: exchange.permanent,
         }
     }
 }

@@ -6,6 +6,7 @@
 use crate::config_changes::ConfigChanges;
 use crate::db::Database;
 use crate::deliver::{Executor, Report};
+use crate::delivery::{self, Release};
 use crate::in_flight::{InFlight, Pace};
 use crate::limits::EndpointLimits;
 use crate::shutdown::Shutdown;
@@ -111,16 +112,16 @@ impl Dispatcher {
             }
             // Before the claim: a change that commits while it is under way counts as after it.
             let config_epoch = self.config_changes.epoch();
-            let claimed = self
+            let rows = self
                 .db
                 .claim(
                     room as u32,
                     self.lease,
                     self.per_endpoint,
                     &self.limits.busy(),
-                    config_epoch,
                 )
                 .await?;
+            let claimed = delivery::from_claim(rows, config_epoch)?;
             let full = claimed.len() == room;
             claimed_total += claimed.len();
             for job in claimed {
@@ -173,7 +174,7 @@ impl Dispatcher {
                 _ = &mut deadline => {
                     in_flight.tasks.abort_all();
                     let cut_off: Vec<_> = in_flight.deliveries.values().map(|&delivery_id| {
-                        crate::db::Release { delivery_id, delay: Duration::ZERO }
+                        Release { delivery_id, delay: Duration::ZERO }
                     }).collect();
                     tracing::warn!(cut_off = cut_off.len(), "grace period over; handing unfinished deliveries back");
                     for release in cut_off {

@@ -50,10 +50,10 @@ impl SentHeaders {
     /// The headers as the JSON object the attempt log stores, in the order sent:
     /// `{"Content-Type":"application/json","User-Agent":...}`. Written by hand rather than
     /// through serde: the values are plain visible ASCII but for a rare custom user agent,
-    /// and serde's escaping, character by character, cost a twelfth of the relay's
-    /// instructions per delivery.
+    /// and serde's escaping, character by character, was a large share of the relay's
+    /// instructions per delivery (docs/benchmarks-history.md, "Figures behind the code").
     pub fn write_json(&self, out: &mut BytesMut) {
-        // About 300 bytes: one allocation at most.
+        // A few hundred bytes: one allocation at most.
         out.reserve(384);
         for (i, (name, value)) in self.named().into_iter().enumerate() {
             // The names are ours: letters and dashes.

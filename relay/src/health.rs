@@ -1,6 +1,5 @@
-//! `/healthz` (200 while the relay holds its database connection, 503 otherwise) and
-//! `/metrics` (Prometheus text: attempts by outcome, attempt latency, in flight, queue depth,
-//! disabled endpoints).
+//! The health server: `/healthz` (200 while the relay holds its database connection, 503
+//! otherwise) and `/metrics` (written by metrics.rs).
 
 use crate::db::Database;
 use crate::shutdown::Shutdown;
@@ -55,7 +54,7 @@ async fn respond(
         return text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics(state, db).await,
+            crate::metrics::render(state, db.queue_stats().await),
         );
     }
     let (status, body) = match req.uri().path() {
@@ -84,47 +83,4 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
         .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")
-}
-
-/// The relay's own figures, plus queue depth from the database when it answers.
-async fn metrics(state: &RelayState, db: &Database) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    state.render_metrics(&mut out);
-    match db.queue_stats().await {
-        Ok(q) => {
-            for (name, help, value) in [
-                (
-                    "queue_due",
-                    "Pending deliveries due now (all relays).",
-                    q.due,
-                ),
-                (
-                    "queue_scheduled",
-                    "Pending deliveries waiting for a retry or a lease to run out.",
-                    q.scheduled,
-                ),
-                (
-                    "queue_awaiting_fan_out",
-                    "Tracked events whose deliveries are not made yet (all relays' next claims make them).",
-                    q.awaiting_fan_out,
-                ),
-                (
-                    "endpoints_disabled",
-                    "Endpoints disabled (410 Gone, too many failures, or by an admin).",
-                    q.endpoints_disabled,
-                ),
-            ] {
-                let _ = writeln!(out, "# HELP webhook_relay_{name} {help}\n# TYPE webhook_relay_{name} gauge\nwebhook_relay_{name} {value}");
-            }
-        }
-        Err(e) => {
-            let _ = writeln!(
-                out,
-                "# queue depth unavailable: {}",
-                format!("{e:#}").replace('\n', " ")
-            );
-        }
-    }
-    out
 }

@@ -2,6 +2,7 @@
 //! never followed, the whole exchange under one timeout, and only the first bytes of a
 //! response kept.
 
+use crate::delivery::Failure;
 use crate::guard::{Blocked, GuardedResolver, NetworkPolicy};
 use crate::headers::SentHeaders;
 use crate::pool::{ConnectError, Destination, Pool, Sender};
@@ -24,22 +25,20 @@ const DRAINED_BODY_BYTES: usize = 64 * 1024;
 /// Longest Retry-After the relay will honour.
 const MAX_RETRY_AFTER: f64 = 86_400.0;
 
-/// What came back from one POST. `status` is None when no response arrived (`error` says why).
+/// What came back from one POST. `status` is None when no response arrived (`failure` says
+/// why).
 #[derive(Debug, Default)]
 pub struct Exchange {
     pub status: Option<u16>,
     pub body_prefix: Option<String>,
     pub retry_after_seconds: Option<f64>,
-    pub error: Option<String>,
-    /// Retrying cannot help (the URL itself is unusable).
-    pub permanent: bool,
+    pub failure: Option<Failure>,
 }
 
 impl Exchange {
-    pub fn failed(error: String, permanent: bool) -> Self {
+    pub fn failed(failure: Failure) -> Self {
         Exchange {
-            error: Some(error),
-            permanent,
+            failure: Some(failure),
             ..Default::default()
         }
     }
@@ -130,7 +129,7 @@ impl HttpClient {
         // The connector skips its resolver for an address literal: check those here.
         if let Some(ip) = to.literal_ip {
             if let Err(blocked) = self.policy.check(to.uri.host().unwrap_or_default(), ip) {
-                return Exchange::failed(blocked.0, true);
+                return Exchange::failed(Failure::Unsendable(blocked.0));
             }
         }
         let mut request = Request::new(Full::new(body));
@@ -141,13 +140,10 @@ impl HttpClient {
         *request.headers_mut() = header_map;
         match tokio::time::timeout(self.timeout, self.exchange(to, request)).await {
             Ok(exchange) => exchange,
-            Err(_) => Exchange::failed(
-                format!(
-                    "timeout: no complete response within {}s",
-                    self.timeout.as_secs_f64()
-                ),
-                false,
-            ),
+            Err(_) => Exchange::failed(Failure::NoResponse(format!(
+                "timeout: no complete response within {}s",
+                self.timeout.as_secs_f64()
+            ))),
         }
     }
 
@@ -173,9 +169,9 @@ impl HttpClient {
             status: Some(status.as_u16()),
             body_prefix: Some(body.kept),
             retry_after_seconds,
-            // The status arrived, so the outcome stands; a body cut short is only noted.
-            error: body.error.map(|e| format!("response body incomplete: {e}")),
-            permanent: false,
+            failure: body
+                .error
+                .map(|e| Failure::BodyIncomplete(format!("response body incomplete: {e}"))),
         }
     }
 
@@ -221,18 +217,23 @@ impl HttpClient {
 /// A connection that could not be made: refused by the SSRF guard (for good), or failed.
 fn connect_failure(error: ConnectError) -> Exchange {
     if let Some(blocked) = find_source::<Blocked>(&*error) {
-        return Exchange::failed(blocked.0.clone(), true);
+        return Exchange::failed(Failure::Unsendable(blocked.0.clone()));
     }
     let chain = error_chain(&*error);
     let advice = crate::pinned::advice(&chain)
         .map(|advice| format!(" {advice}"))
         .unwrap_or_default();
-    Exchange::failed(format!("could not connect: {chain}{advice}"), false)
+    Exchange::failed(Failure::NoResponse(format!(
+        "could not connect: {chain}{advice}"
+    )))
 }
 
 /// A request that a connection did not carry to a response.
 fn request_failed(error: &hyper::Error) -> Exchange {
-    Exchange::failed(format!("request failed: {}", error_chain(error)), false)
+    Exchange::failed(Failure::NoResponse(format!(
+        "request failed: {}",
+        error_chain(error)
+    )))
 }
 
 /// What `read_capped` kept of a response body.

@@ -7,6 +7,7 @@ mod config;
 mod config_changes;
 mod db;
 mod deliver;
+mod delivery;
 mod dispatcher;
 mod guard;
 mod headers;
@@ -14,6 +15,7 @@ mod health;
 mod http;
 mod in_flight;
 mod limits;
+mod metrics;
 mod pinned;
 mod pool;
 mod recorder;
@@ -28,8 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 
-// Every delivery allocates and frees its request, body and report on several worker threads;
-// glibc's allocator spent about a sixth of the relay's CPU on that under load.
+// Every delivery allocates and frees its request, body and report on several worker threads,
+// and under load glibc's allocator became one of the largest costs of the relay's CPU
+// (docs/benchmarks-history.md, "Figures behind the code").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

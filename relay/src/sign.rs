@@ -7,8 +7,8 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 /// The `X-Webhook-Timestamp` value for an attempt made at `at`: ISO 8601 UTC, whole seconds.
-/// Digits are written by hand for years 0–9999 (the `time` crate's formatter cost as much as
-/// the signature it goes into); other years go through the formatter.
+/// Digits are written by hand for years 0–9999, because the `time` crate's formatter cost as
+/// much as the signature it goes into; other years go through the formatter.
 pub fn timestamp(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
     let Ok(year) = u16::try_from(at.year()) else {

@@ -1,7 +1,9 @@
 //! Process-wide state shared by the dispatcher, the recorder and the health server: whether
-//! the database is reachable, and the counters behind the summary log and /metrics.
+//! the database is reachable, and the counters behind the summary log and /metrics (which
+//! metrics.rs writes).
 
-use crate::db::{AttemptReport, Outcomes};
+use crate::db::Outcomes;
+use crate::delivery::AttemptReport;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// Upper bounds (seconds) of the attempt-duration histogram buckets.
@@ -31,6 +33,8 @@ pub struct Counters {
     pub released: AtomicU64,
     /// Attempts the database did not record: the relay no longer held their lease.
     pub not_held: AtomicU64,
+    /// Reports (attempts and releases) the recorder gave up writing (recorder.rs).
+    pub dropped_reports: AtomicU64,
 }
 
 impl Counters {
@@ -114,58 +118,28 @@ impl RelayState {
         }
     }
 
+    pub fn count_dropped_reports(&self, dropped: usize) {
+        self.counters
+            .dropped_reports
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+    }
+
     pub fn count_releases(&self, released: usize) {
         self.counters
             .released
             .fetch_add(released as u64, Ordering::Relaxed);
     }
 
-    /// Prometheus text exposition of the process's own figures (queue depth is added by the
-    /// caller, which asks the database).
-    pub fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let [succeeded, retried, failed, released] = self.counters.snapshot();
-        let _ = writeln!(out, "# HELP webhook_relay_attempts_total Delivery attempts recorded, by what they meant for their delivery.\n# TYPE webhook_relay_attempts_total counter");
-        let not_held = self.counters.not_held.load(Ordering::Relaxed);
-        for (outcome, n) in [
-            ("succeeded", succeeded),
-            ("retry", retried),
-            ("failed", failed),
-            ("not_held", not_held),
-        ] {
-            let _ = writeln!(
-                out,
-                "webhook_relay_attempts_total{{outcome=\"{outcome}\"}} {n}"
-            );
-        }
-        let _ = writeln!(out, "# HELP webhook_relay_released_total Claimed deliveries handed back unattempted.\n# TYPE webhook_relay_released_total counter\nwebhook_relay_released_total {released}");
-        let _ = writeln!(out, "# HELP webhook_relay_attempt_duration_seconds Time from sending a request to its complete response (or failure).\n# TYPE webhook_relay_attempt_duration_seconds histogram");
-        let mut cumulative = 0;
-        for (le, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "webhook_relay_attempt_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
-        }
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Attempt durations so far: per bucket of LATENCY_BUCKETS (not cumulative), the count,
+    /// and the sum in seconds.
+    pub fn latency(&self) -> ([u64; LATENCY_BUCKETS.len()], u64, f64) {
+        let buckets = std::array::from_fn(|i| self.latency.buckets[i].load(Ordering::Relaxed));
         let count = self.latency.count.load(Ordering::Relaxed);
         let sum = self.latency.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "webhook_relay_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nwebhook_relay_attempt_duration_seconds_sum {sum}\nwebhook_relay_attempt_duration_seconds_count {count}");
-        let gauges = [
-            (
-                "in_flight",
-                "Deliveries claimed by this relay and not yet recorded.",
-                self.in_flight.load(Ordering::Relaxed),
-            ),
-            (
-                "database_connected",
-                "1 while the LISTEN connection is up.",
-                i64::from(self.database_connected()),
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP webhook_relay_{name} {help}\n# TYPE webhook_relay_{name} gauge\nwebhook_relay_{name} {value}");
-        }
-        let _ = writeln!(out, "# HELP webhook_relay_wakeups_total Times the relay woke from sleep.\n# TYPE webhook_relay_wakeups_total counter\nwebhook_relay_wakeups_total {}", self.wakeups());
+        (buckets, count, sum)
     }
 }

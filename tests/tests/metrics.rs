@@ -53,6 +53,7 @@ async fn metrics_count_outcomes_latency_and_queue_depth() {
     assert_eq!(get("webhook_relay_endpoints_disabled"), 1.0);
     assert_eq!(get("webhook_relay_in_flight"), 0.0);
     assert_eq!(get("webhook_relay_database_connected"), 1.0);
+    assert_eq!(get("webhook_relay_reports_dropped_total"), 0.0);
 
     stage.retry_now(endpoint).await.unwrap();
     e2e::eventually(Duration::from_secs(20), "the retry to succeed", || async {
@@ -61,4 +62,57 @@ async fn metrics_count_outcomes_latency_and_queue_depth() {
         (*succeeded == 3.0 && m.get("webhook_relay_queue_scheduled") == Some(&0.0)).then_some(())
     })
     .await;
+}
+
+/// A batch of attempts the database refuses (here: the relay's role lost EXECUTE on
+/// record_attempts) is dropped after three refusals, counted, and its delivery is claimed and
+/// sent again once the lease runs out: nothing is lost, and the operator can see it happened.
+#[tokio::test]
+async fn a_refused_report_is_counted_and_its_delivery_sent_again() {
+    let stage = Stage::new().await.unwrap();
+    let (endpoint, _) = stage.endpoint("/refused", &["offer.*"], "").await.unwrap();
+    let relay = stage
+        .relay(&["--request-timeout", "1s", "--lease", "6s"])
+        .await
+        .unwrap();
+    let grant = |verb: &'static str| {
+        format!(
+            "DO $$ BEGIN EXECUTE format('{verb} EXECUTE ON FUNCTION %s {} webhooks_relay',
+               (SELECT p.oid::regprocedure FROM pg_proc p
+                  WHERE p.proname = 'record_attempts' AND p.pronargs = 11)); END $$",
+            if verb == "GRANT" { "TO" } else { "FROM" }
+        )
+    };
+    stage.db.batch_execute(&grant("REVOKE")).await.unwrap();
+    let event = stage
+        .emit("offer.accepted", serde_json::json!({ "id": 1 }))
+        .await
+        .unwrap();
+    stage.receiver.wait_for(1, Duration::from_secs(20)).await;
+    e2e::eventually(Duration::from_secs(20), "the dropped report", || async {
+        let m = relay.metrics().await.ok()?;
+        (m.get("webhook_relay_reports_dropped_total") == Some(&1.0)).then_some(())
+    })
+    .await;
+    assert!(
+        relay.logs().contains("refused this batch repeatedly"),
+        "the log says why"
+    );
+    assert_eq!(
+        stage.delivery(event, endpoint).await.unwrap().status,
+        "pending"
+    );
+
+    stage.db.batch_execute(&grant("GRANT")).await.unwrap();
+    let requests = stage.receiver.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(
+        requests[0].header("x-webhook-id"),
+        requests[1].header("x-webhook-id"),
+        "the same delivery, sent again"
+    );
+    stage.wait_for_attempts(event, endpoint, 1).await;
+    assert_eq!(
+        stage.delivery(event, endpoint).await.unwrap().status,
+        "succeeded"
+    );
 }

@@ -8,8 +8,9 @@
 //! - `tracked`: `webhooks.track_ats()` with 3 endpoints subscribed. No relay state changes
 //!   what a tracked write does (it never notifies and reads nothing about relays), so this is
 //!   the cost whether relays are busy, idle, crashed or absent;
-//! - `naive outbox`: the perf-notes trigger: payload, 1 outbox row + 3 delivery rows, pg_notify;
-//! - `naive outbox, no NOTIFY`: the same trigger without pg_notify (perf-notes' third row).
+//! - `naive outbox`: the obvious trigger one would write first, for comparison: payload,
+//!   1 outbox row + 3 delivery rows, pg_notify;
+//! - `naive outbox, no NOTIFY`: the same trigger without pg_notify.
 
 use crate::procstat;
 use crate::wait_sampler::WaitSampler;
@@ -65,7 +66,7 @@ DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
 CREATE TRIGGER bench_naive_outbox AFTER INSERT OR UPDATE ON ats.applications
     FOR EACH ROW EXECUTE FUNCTION bench_naive_outbox();";
 
-/// The line that perf-notes' "same trigger without pg_notify" leaves out.
+/// The line that the "no NOTIFY" variant of the naive outbox leaves out.
 const NAIVE_NOTIFY: &str = "PERFORM pg_notify('bench_outbox', '');";
 
 pub(crate) struct Variant {
@@ -95,7 +96,7 @@ pub(crate) const VARIANTS: &[Variant] = &[
         naive: None,
     },
     Variant {
-        name: "naive outbox (perf-notes)",
+        name: "naive outbox",
         enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);",
         naive: Some(Notify::Every),
     },

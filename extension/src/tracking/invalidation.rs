@@ -7,8 +7,8 @@
 //!
 //! PostgreSQL delivers invalidations while a lock is being taken (and at command and
 //! transaction boundaries), so a cache read after its table has been opened and locked is
-//! never stale. Checking the generation costs a comparison, where checking each cached entry
-//! against the catalog cost about 500 instructions per tracked write.
+//! never stale. Checking the generation costs a comparison per tracked write, where checking
+//! each cached entry against the catalog cost a catalog lookup per entry and write.
 
 use pgrx::pg_guard;
 use pgrx::pg_sys::{self, Datum, Oid};

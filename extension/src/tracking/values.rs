@@ -197,8 +197,8 @@ pub unsafe fn iso8601(datum: Datum, type_oid: Oid) -> Option<String> {
     Some(text)
 }
 
-/// `value` in `width` decimal digits, zero-padded (format! costs more than the rest of
-/// iso8601 together).
+/// `value` in `width` decimal digits, zero-padded: format! cost more than the rest of iso8601
+/// together.
 fn push_digits(text: &mut String, value: u32, width: u32) {
     for power in (0..width).rev() {
         text.push(char::from(b'0' + (value / 10u32.pow(power) % 10) as u8));
