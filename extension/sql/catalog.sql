@@ -126,8 +126,8 @@ CREATE INDEX subscriptions_endpoint ON webhooks.subscriptions (endpoint_id);
 -- payload this large is a bug upstream, not an event.
 -- A domain rather than CHECK constraints on the table: PostgreSQL 15 parses and plans a
 -- table's CHECK constraints again in every statement that inserts into it, while a domain's
--- checks are prepared once per session. That is about 23,000 CPU instructions less for every
--- tracked write (docs/benchmarks.md). The checks name their functions and operators with their
+-- checks are prepared once per session, which makes every tracked write markedly cheaper
+-- (docs/benchmarks-history.md, "Figures behind the code"). The checks name their functions and operators with their
 -- schema, although a domain's checks are stored already resolved.
 CREATE DOMAIN webhooks.event_data AS jsonb NOT NULL
     CONSTRAINT event_data_is_an_object
@@ -182,8 +182,8 @@ CREATE TABLE webhooks.deliveries (
     finished_at          timestamptz
     -- One delivery per (event, endpoint) holds by construction: emit inserts each pair once,
     -- and replay (under the endpoint's row lock) updates existing pairs before inserting the
-    -- missing ones. A unique index would cost every emitting transaction a fifth of its
-    -- throughput (docs/benchmarks.md).
+    -- missing ones. A unique index would cost every emitting transaction a large share of its
+    -- throughput (docs/benchmarks-history.md, "Tracking").
 ) WITH (fillfactor = 40);
 -- Why 40: a claim leases a page's deliveries together, and each lease is a new version of the
 -- row, larger than the queued one (88 bytes) by the expiry and the relay's id. Only when all of
@@ -204,7 +204,7 @@ CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at
 -- How far webhooks.fan_out() has come through the log. A tracking trigger logs its event with
 -- its transaction's id (events.fanout_xid) and nothing else; it does not look up subscribers
 -- or insert a delivery for each, nor queue the event in a table of its own: that would add a
--- row and an index entry to every tracked write (docs/benchmarks.md). fan_out(), which every
+-- row and an index entry to every tracked write (docs/benchmarks-history.md, "Tracking"). fan_out(), which every
 -- claim runs first, then takes the events of the transactions that ended between the snapshot
 -- of its previous round (`done`) and a new one, as PgQ does. One row; a round that stops at
 -- max_events resumes from `batch_reached` in its own snapshot (`batch`). A snapshot does not

@@ -2,7 +2,7 @@
 -- attaches an AFTER INSERT OR UPDATE trigger, webhooks.track_changes(kind), that emits the documented events inside the writing transaction. The trigger
 -- is native code (extension/src/tracking/): its rules and payloads are those of
 -- docs/ats-events.md, and it writes the log without running SQL, because SQL costs more than
--- an application's write can spare (docs/benchmarks.md).
+-- an application's write can spare (docs/benchmarks-history.md, "Tracking").
 
 -- What each kind of table must have, and which events its changes fire.
 CREATE TABLE webhooks.table_kinds (

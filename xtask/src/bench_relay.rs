@@ -411,7 +411,7 @@ async fn drain_once(
     // As autovacuum would between bursts. Rounds run seconds apart and autovacuum at most once
     // a minute, so without this each round would walk the dead index entries of the rounds
     // before it. It also leaves the queue vacuumed while empty: the state whose statistics once
-    // made recording scan the whole backlog (docs/benchmarks.md, "A planner trap").
+    // made recording scan the whole backlog (docs/benchmarks-history.md, "A planner trap").
     db.batch_execute("VACUUM webhooks.deliveries").await?;
     let attempts_before = count_attempts().await?;
     let walk_before = ClaimWalk::read(db).await?;

@@ -3,7 +3,7 @@
 //! table's indexes,
 //! as PostgreSQL's own catalog writes do (CatalogTupleInsert). Going through SQL
 //! (parse-analysed, planned and run by the executor) costs more than the whole budget a
-//! tracked write has (docs/benchmarks.md). No notification: relays notice new events by
+//! tracked write has (docs/benchmarks-history.md, "Tracking"). No notification: relays notice new events by
 //! polling the log's sequence (`webhooks.work_marker()`), so a writer's commit never
 //! serialises with other notifying commits.
 //!

@@ -9,8 +9,8 @@
 //! 3. logs each event with its transaction's id, by which `webhooks.fan_out()` finds it after
 //!    commit (`log_writer`).
 //!
-//! It replaced generated PL/pgSQL trigger functions: the same rules and payloads add about
-//! 65,000 CPU instructions to a tracked insert this way, against 320,000 (docs/benchmarks.md).
+//! It replaced generated PL/pgSQL trigger functions: the same rules and payloads cost a
+//! tracked insert several times less this way (docs/benchmarks-history.md, "Tracking").
 
 mod change;
 mod ffi;
