@@ -29,7 +29,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.fanout_position', '');
 
 -- A restore loads the dumped rows into tables CREATE EXTENSION has just filled with its own:
 -- the two settings and the fan-out position. The dumped row replaces the fresh one.
-CREATE FUNCTION webhooks.restore_setting() RETURNS trigger
+CREATE FUNCTION webhooks._restore_setting() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
     UPDATE webhooks.settings s SET value = NEW.value, updated_at = NEW.updated_at
@@ -37,13 +37,14 @@ BEGIN
     RETURN CASE WHEN FOUND THEN NULL ELSE NEW END;
 END
 $$;
+COMMENT ON FUNCTION webhooks._restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
 CREATE TRIGGER restore_setting BEFORE INSERT ON webhooks.settings
-    FOR EACH ROW EXECUTE FUNCTION webhooks.restore_setting();
+    FOR EACH ROW EXECUTE FUNCTION webhooks._restore_setting();
 
 -- The dumped position's snapshots name the dumped cluster's transactions; here they mean
 -- nothing, so the row is kept as it was and marked, and fan_out() waits for
 -- resume_after_restore().
-CREATE FUNCTION webhooks.restore_fanout_position() RETURNS trigger
+CREATE FUNCTION webhooks._restore_fanout_position() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
     UPDATE webhooks.fanout_position
@@ -52,8 +53,9 @@ BEGIN
     RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION webhooks._restore_fanout_position() IS 'Trigger: a restored fan-out position replaces the fresh one and is marked restored, so that fan_out waits for resume_after_restore.';
 CREATE TRIGGER restore_fanout_position BEFORE INSERT ON webhooks.fanout_position
-    FOR EACH ROW EXECUTE FUNCTION webhooks.restore_fanout_position();
+    FOR EACH ROW EXECUTE FUNCTION webhooks._restore_fanout_position();
 
 -- After a restore: the tracked events the dumped cluster had not fanned out get their
 -- deliveries (all of them committed there, or they would not be in the dump), and fan-out
@@ -65,14 +67,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_tem
 DECLARE
     made integer;
 BEGIN
-    PERFORM webhooks.lock_fan_out(wait => true);
+    PERFORM webhooks._lock_fan_out(wait => true);
     PERFORM FROM webhooks.fanout_position p WHERE p.restored FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'webhooks.fanout_position does not come from a restore; there is nothing to resume'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'webhooks.fan_out() runs by itself in every relay claim.';
     END IF;
-    made := webhooks.make_deliveries(ARRAY(SELECT a.id FROM webhooks.events_awaiting_fan_out a));
+    made := webhooks._make_deliveries(ARRAY(SELECT a.id FROM webhooks.events_awaiting_fan_out a));
     DELETE FROM webhooks.fanout_marks;
     UPDATE webhooks.fanout_position
        SET done = pg_current_snapshot(), done_by = pg_current_xact_id(),
@@ -81,3 +83,4 @@ BEGIN
     RETURN made;
 END
 $$;
+COMMENT ON FUNCTION webhooks.resume_after_restore() IS 'After restoring a dump: make the deliveries of the tracked events the dumped cluster had not fanned out, then restart fan-out at the end of the log. Run once the restore is complete, before applications write again.';

@@ -103,7 +103,7 @@ CREATE TABLE webhooks.endpoints (
 -- transaction's start), not by the endpoints' state when fan-out gets there. So an event fired
 -- while an endpoint was paused is never delivered to it, one fired before a pause still is, a
 -- new endpoint gets no earlier events, and a deleted one none at all (its periods go with it).
--- sync_subscription_periods() keeps them; closed periods are a few rows per configuration change.
+-- _sync_subscription_periods() keeps them; closed periods are a few rows per configuration change.
 CREATE TABLE webhooks.subscription_periods (
     endpoint_id bigint NOT NULL,
     event_type  text NOT NULL,
@@ -112,6 +112,7 @@ CREATE TABLE webhooks.subscription_periods (
     until       timestamptz,
     PRIMARY KEY (event_type, since, endpoint_id)
 );
+COMMENT ON TABLE webhooks.subscription_periods IS 'When each endpoint took each event type (active, subscribed, add-on on): who gets a tracked event is decided at the event''s time, however late fan-out reaches it.';
 CREATE INDEX subscription_periods_endpoint ON webhooks.subscription_periods (endpoint_id, event_type);
 
 -- Keyed by event type first: emit() looks up "who subscribes to this type".
@@ -122,8 +123,16 @@ CREATE TABLE webhooks.subscriptions (
 );
 CREATE INDEX subscriptions_endpoint ON webhooks.subscriptions (endpoint_id);
 
--- An event's payload: a JSON object of at most 256 KiB. Receivers must answer within 10 s; a
--- payload this large is a bug upstream, not an event.
+-- The largest event payload, in bytes of its jsonb (pg_column_size): 256 KiB. Receivers must
+-- answer within 10 s; a payload this large is a bug upstream, not an event. The event_data
+-- domain checks it; emit() and the tracking trigger refuse a larger payload first, with an
+-- error that says what to do (the trigger's copy of the number is pinned to this function by
+-- a pg_test).
+CREATE FUNCTION webhooks.max_payload_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN 262144;
+COMMENT ON FUNCTION webhooks.max_payload_bytes() IS 'The largest event payload, in bytes of its jsonb: 262144 (256 KiB).';
+
+-- An event's payload: a JSON object of at most max_payload_bytes().
 -- A domain rather than CHECK constraints on the table: PostgreSQL 15 parses and plans a
 -- table's CHECK constraints again in every statement that inserts into it, while a domain's
 -- checks are prepared once per session, which makes every tracked write markedly cheaper
@@ -133,7 +142,7 @@ CREATE DOMAIN webhooks.event_data AS jsonb NOT NULL
     CONSTRAINT event_data_is_an_object
         CHECK (pg_catalog.jsonb_typeof(VALUE) OPERATOR(pg_catalog.=) 'object')
     CONSTRAINT event_data_at_most_256_kib
-        CHECK (pg_catalog.pg_column_size(VALUE) OPERATOR(pg_catalog.<=) 262144);
+        CHECK (pg_catalog.pg_column_size(VALUE) OPERATOR(pg_catalog.<=) webhooks.max_payload_bytes());
 COMMENT ON DOMAIN webhooks.event_data IS 'An event payload: a JSON object of at most 256 KiB.';
 
 -- No foreign key to event_types: a key check would share-lock the catalog row on every
@@ -173,7 +182,7 @@ CREATE TABLE webhooks.deliveries (
     -- A relay's claim: the delivery is not claimed again until leased_until, so a crashed
     -- relay's work comes back by itself. Neither column is indexed, so the claim's update is a
     -- HOT update (no index writes), which matters at thousands of deliveries a second.
-    -- The holder: a digest of the claiming session's lease key (webhooks.lease_holder()).
+    -- The holder: a digest of the claiming session's lease key (webhooks._lease_holder()).
     leased_by            text,
     leased_until         timestamptz,
     last_response_status integer,
@@ -238,9 +247,10 @@ CREATE TABLE webhooks.fanout_marks (
 -- Whether transaction `xid` had ended in `snapshot`, taken by transaction `taken_by`: a
 -- snapshot does not list the transaction that took it as running, yet it has not ended. The one
 -- rule of the fan-out's bookkeeping, inlined wherever it is used (hence SQL, no SET clause).
-CREATE FUNCTION webhooks.ended_in(xid xid8, snapshot pg_snapshot, taken_by xid8) RETURNS boolean
+CREATE FUNCTION webhooks._ended_in(xid xid8, snapshot pg_snapshot, taken_by xid8) RETURNS boolean
 LANGUAGE sql IMMUTABLE
 RETURN pg_catalog.pg_visible_in_snapshot(xid, snapshot) AND xid IS DISTINCT FROM taken_by;
+COMMENT ON FUNCTION webhooks._ended_in(xid8, pg_snapshot, xid8) IS 'Whether a transaction had ended in a snapshot taken by another (or the same) transaction: the rule of webhooks.fan_out''s rounds.';
 
 -- Tracked events whose deliveries are not made yet: committed, and not taken by a fan-out
 -- round.
@@ -249,9 +259,9 @@ SELECT ev.id, ev.event_type, ev.created_at, ev.fanout_xid
   FROM webhooks.events ev, webhooks.fanout_position p
  WHERE ev.id > p.floor
    AND ev.fanout_xid IS NOT NULL
-   AND NOT webhooks.ended_in(ev.fanout_xid, p.done, p.done_by)
+   AND NOT webhooks._ended_in(ev.fanout_xid, p.done, p.done_by)
    AND NOT (p.batch IS NOT NULL AND ev.id <= p.batch_reached
-            AND webhooks.ended_in(ev.fanout_xid, p.batch, p.batch_by));
+            AND webhooks._ended_in(ev.fanout_xid, p.batch, p.batch_by));
 
 CREATE TABLE webhooks.attempts (
     id               bigint GENERATED ALWAYS AS IDENTITY,
@@ -310,7 +320,7 @@ CREATE INDEX endpoint_history_endpoint ON webhooks.endpoint_history (endpoint_id
 
 -- Append-only logs: UPDATE, DELETE and TRUNCATE are refused. Retention pruning, when it
 -- exists, is an explicit function that says so.
-CREATE FUNCTION webhooks.refuse_log_change() RETURNS trigger
+CREATE FUNCTION webhooks._refuse_log_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP
@@ -318,16 +328,17 @@ BEGIN
               HINT = 'The log is the source of truth. To deliver an event again use webhooks.replay or webhooks.redeliver.';
 END
 $$;
+COMMENT ON FUNCTION webhooks._refuse_log_change() IS 'Trigger of the append-only logs: refuses UPDATE, DELETE and TRUNCATE.';
 
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON webhooks.events
-    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_log_change();
+    FOR EACH ROW EXECUTE FUNCTION webhooks._refuse_log_change();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON webhooks.events
-    FOR EACH STATEMENT EXECUTE FUNCTION webhooks.refuse_log_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._refuse_log_change();
 -- The endpoint history is append-only too, with one exception: delete_endpoint deletes a
 -- webhook's history with it (Kit: deleting a webhook deletes its history) and leaves one audit
 -- line. It names the endpoint it is deleting in a transaction-local setting; only the
 -- extension's owner can delete rows here at all.
-CREATE FUNCTION webhooks.refuse_history_change() RETURNS trigger
+CREATE FUNCTION webhooks._refuse_history_change() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE'
@@ -339,11 +350,12 @@ BEGIN
               HINT = 'An endpoint''s history goes only with the endpoint: webhooks.delete_endpoint.';
 END
 $$;
+COMMENT ON FUNCTION webhooks._refuse_history_change() IS 'Trigger of webhooks.endpoint_history: refuses UPDATE and DELETE, except delete_endpoint deleting the history of the endpoint it deletes.';
 
 CREATE TRIGGER endpoint_history_append_only BEFORE UPDATE OR DELETE ON webhooks.endpoint_history
-    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_history_change();
+    FOR EACH ROW EXECUTE FUNCTION webhooks._refuse_history_change();
 CREATE TRIGGER endpoint_history_no_truncate BEFORE TRUNCATE ON webhooks.endpoint_history
-    FOR EACH STATEMENT EXECUTE FUNCTION webhooks.refuse_log_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks._refuse_log_change();
 
 COMMENT ON TABLE webhooks.settings IS 'Database-wide switches; change them with webhooks.set_setting.';
 COMMENT ON TABLE webhooks.event_types IS 'The event catalog: every event type, its category, and the add-on it needs.';

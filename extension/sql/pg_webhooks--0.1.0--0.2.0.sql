@@ -15,6 +15,11 @@
 --
 -- Wake-up: writers never NOTIFY (a notifying commit serialises with every other in the
 -- cluster); an idle relay polls webhooks.work_marker(), and sleeping_relays is gone.
+--
+-- Readability: internal functions take a leading underscore; record_attempts, fan_out,
+-- claim_deliveries and update_endpoint are split into named steps; the payload limit
+-- (max_payload_bytes), the failure count (failed_deliveries_in_window) and restarting a
+-- delivery (_restart_deliveries) each have one home; every object's comment stands beside it.
 
 DO $roles$
 BEGIN
@@ -23,18 +28,6 @@ BEGIN
     END IF;
 END
 $roles$;
-
-CREATE FUNCTION webhooks."lock_fan_out"(
-	"wait" bool /* bool */
-) RETURNS bool /* bool */
-STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'lock_fan_out_wrapper';
-
-CREATE FUNCTION webhooks."session_role"() RETURNS oid /* pg_sys :: Oid */
-STRICT STABLE PARALLEL SAFE
-LANGUAGE c /* Rust */
-AS 'MODULE_PATHNAME', 'session_role_wrapper';
 
 ------------------------------------------------------------------------------------------
 -- Who gets a tracked event is decided at the event: subscription periods
@@ -71,27 +64,69 @@ DROP INDEX webhooks.attempts_endpoint_failures;
 CREATE INDEX attempts_endpoint_failed ON webhooks.attempts (endpoint_id, started_at)
     WHERE outcome = 'failed';
 DROP VIEW webhooks.endpoint_status;
-CREATE VIEW webhooks.endpoint_status AS
-SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
-       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
-       coalesce(day.succeeded, 0) AS succeeded_24h,
-       coalesce(day.failed, 0) AS failed_24h,
-       -- What auto-disable counts: deliveries failed for good within the failure window,
-       -- since the last resume (attempts that will be retried do not count).
-       (SELECT count(*) FROM webhooks.attempts a WHERE a.endpoint_id = e.id AND a.outcome = 'failed'
-           AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) AS failed_deliveries_in_window,
-       (SELECT max(a.last_attempt_at) FROM webhooks.endpoint_activity a WHERE a.endpoint_id = e.id) AS last_attempt_at
-  FROM webhooks.endpoints e
-  LEFT JOIN LATERAL (
-      SELECT sum(a.succeeded)::bigint AS succeeded, sum(a.failed)::bigint AS failed
-        FROM webhooks.endpoint_activity a
-       WHERE a.endpoint_id = e.id AND a.hour > now() - interval '24 hours') day ON true;
 
 ------------------------------------------------------------------------------------------
--- Functions
+-- Functions and views: renamed, dropped, and made as a fresh 0.2.0 install makes them
 ------------------------------------------------------------------------------------------
 
-CREATE FUNCTION webhooks.refuse_history_change() RETURNS trigger
+-- Internal functions take a leading underscore (they keep their rights and their uses).
+ALTER FUNCTION webhooks.setting_enabled(setting text) RENAME TO _setting_enabled;
+ALTER FUNCTION webhooks.resolve_event_selection(selection text[]) RENAME TO _resolve_event_selection;
+ALTER FUNCTION webhooks.lock_endpoint(endpoint_id bigint) RENAME TO _lock_endpoint;
+ALTER FUNCTION webhooks.record_history(endpoint_id bigint, action text, detail jsonb) RENAME TO _record_history;
+ALTER FUNCTION webhooks.check_secret(secret text) RENAME TO _check_secret;
+ALTER FUNCTION webhooks.check_rate_limit(rate_limit integer) RENAME TO _check_rate_limit;
+ALTER FUNCTION webhooks.check_failure_window(failure_window interval) RENAME TO _check_failure_window;
+ALTER FUNCTION webhooks.checked_url(url text) RENAME TO _checked_url;
+ALTER FUNCTION webhooks.wake_relay() RENAME TO _wake_relay;
+ALTER FUNCTION webhooks.queue_from_log(endpoint_id bigint, since timestamptz, until timestamptz, only_types text[]) RENAME TO _queue_from_log;
+ALTER FUNCTION webhooks.make_deliveries(event_ids bigint[]) RENAME TO _make_deliveries;
+ALTER FUNCTION webhooks.require_columns(tbl regclass, role text, columns text[]) RENAME TO _require_columns;
+ALTER FUNCTION webhooks.people_columns(kind text) RENAME TO _people_columns;
+ALTER FUNCTION webhooks.check_trackable("table_name" oid, "kind" TEXT, "candidates" oid, "job_postings" oid) RENAME TO _check_trackable;
+ALTER FUNCTION webhooks.ended_in(xid xid8, snapshot pg_snapshot, taken_by xid8) RENAME TO _ended_in;
+ALTER FUNCTION webhooks.refuse_log_change() RENAME TO _refuse_log_change;
+ALTER FUNCTION webhooks.restore_setting() RENAME TO _restore_setting;
+ALTER FUNCTION webhooks.restore_fanout_position() RENAME TO _restore_fanout_position;
+
+-- Functions that 0.2.0 removes, or whose arguments or results changed.
+DROP FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb);
+DROP FUNCTION webhooks.record_attempts(relay_id text, delivery_ids bigint[], attempt_numbers integer[], started_ats timestamptz[], durations_ms double precision[], headers json[], response_statuses integer[], response_bodies text[], errors text[], retry_afters_seconds double precision[], permanents boolean[]);
+DROP FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb);
+DROP FUNCTION webhooks.set_relay_asleep(relay_id text, asleep boolean);
+
+-- Every function and view of 0.2.0, as a fresh install makes them, with its comment.
+COMMENT ON TABLE webhooks.subscription_periods IS 'When each endpoint took each event type (active, subscribed, add-on on): who gets a tracked event is decided at the event''s time, however late fan-out reaches it.';
+CREATE OR REPLACE FUNCTION webhooks.max_payload_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN 262144;
+
+COMMENT ON FUNCTION webhooks.max_payload_bytes() IS 'The largest event payload, in bytes of its jsonb: 262144 (256 KiB).';
+COMMENT ON DOMAIN webhooks.event_data IS 'An event payload: a JSON object of at most 256 KiB.';
+CREATE OR REPLACE FUNCTION webhooks._ended_in(xid xid8, snapshot pg_snapshot, taken_by xid8) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+RETURN pg_catalog.pg_visible_in_snapshot(xid, snapshot) AND xid IS DISTINCT FROM taken_by;
+
+COMMENT ON FUNCTION webhooks._ended_in(xid8, pg_snapshot, xid8) IS 'Whether a transaction had ended in a snapshot taken by another (or the same) transaction: the rule of webhooks.fan_out''s rounds.';
+CREATE OR REPLACE VIEW webhooks.events_awaiting_fan_out AS
+SELECT ev.id, ev.event_type, ev.created_at, ev.fanout_xid
+  FROM webhooks.events ev, webhooks.fanout_position p
+ WHERE ev.id > p.floor
+   AND ev.fanout_xid IS NOT NULL
+   AND NOT webhooks._ended_in(ev.fanout_xid, p.done, p.done_by)
+   AND NOT (p.batch IS NOT NULL AND ev.id <= p.batch_reached
+            AND webhooks._ended_in(ev.fanout_xid, p.batch, p.batch_by));
+
+CREATE OR REPLACE FUNCTION webhooks._refuse_log_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'The log is the source of truth. To deliver an event again use webhooks.replay or webhooks.redeliver.';
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._refuse_log_change() IS 'Trigger of the append-only logs: refuses UPDATE, DELETE and TRUNCATE.';
+CREATE OR REPLACE FUNCTION webhooks._refuse_history_change() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE'
@@ -104,45 +139,185 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION webhooks.setting_enabled(text) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks._refuse_history_change() IS 'Trigger of webhooks.endpoint_history: refuses UPDATE and DELETE, except delete_endpoint deleting the history of the endpoint it deletes.';
+COMMENT ON TABLE webhooks.settings IS 'Database-wide switches; change them with webhooks.set_setting.';
+COMMENT ON TABLE webhooks.event_types IS 'The event catalog: every event type, its category, and the add-on it needs.';
+COMMENT ON TABLE webhooks.endpoints IS 'Webhook endpoints with their signing secrets. Read webhooks.endpoint_list for a view without secrets.';
+COMMENT ON TABLE webhooks.subscriptions IS 'Endpoint subscriptions expanded to individual event types.';
+COMMENT ON TABLE webhooks.events IS 'Append-only event log, the source of truth. The id is what receivers deduplicate on (X-Webhook-Id).';
+COMMENT ON TABLE webhooks.deliveries IS 'One row per (event, endpoint): the work the relay claims.';
+COMMENT ON TABLE webhooks.fanout_position IS 'How far webhooks.fan_out() has come through the log: the snapshot whose ended transactions'' tracked events all have their deliveries.';
+COMMENT ON TABLE webhooks.fanout_marks IS 'The last event id given out before each fan-out round''s transaction id: what lets fan_out() skip the part of the log it has finished.';
+COMMENT ON VIEW webhooks.events_awaiting_fan_out IS 'Committed tracked events whose deliveries are not made yet; the next webhooks.fan_out() (every relay claim runs it) makes them.';
+COMMENT ON TABLE webhooks.attempts IS 'One row per HTTP attempt, written by the relay.';
+COMMENT ON TABLE webhooks.endpoint_activity IS 'Per endpoint and hour (of recording): deliveries that succeeded, deliveries that failed for good, attempts, and the latest attempt''s start. Kept by record_attempts; endpoint_status sums it.';
+COMMENT ON TABLE webhooks.endpoint_history IS 'Append-only record of every endpoint configuration change.';
+CREATE OR REPLACE FUNCTION webhooks."_check_trackable"(
+	"table_name" oid, /* pg_sys :: Oid */
+	"kind" TEXT, /* & str */
+	"candidates" oid, /* Option < pg_sys :: Oid > */
+	"job_postings" oid /* Option < pg_sys :: Oid > */
+) RETURNS void
+STABLE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_trackable_wrapper';
 
-ALTER FUNCTION webhooks.resolve_event_selection(text[]) SET search_path = pg_catalog, webhooks, pg_temp;
+CREATE OR REPLACE FUNCTION webhooks."_lock_fan_out"(
+	"wait" bool /* bool */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'lock_fan_out_wrapper';
 
-ALTER FUNCTION webhooks.lock_endpoint(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
+CREATE OR REPLACE FUNCTION webhooks."_session_role"() RETURNS oid /* pg_sys :: Oid */
+STRICT STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'session_role_wrapper';
 
-ALTER FUNCTION webhooks.record_history(bigint, text, jsonb) SET search_path = pg_catalog, webhooks, pg_temp;
+CREATE OR REPLACE FUNCTION webhooks."check_endpoint_url"(
+	"url" TEXT, /* & str */
+	"allow_http" bool DEFAULT false /* bool */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_endpoint_url_wrapper';
 
-CREATE FUNCTION webhooks.sync_subscription_periods(endpoint_id bigint) RETURNS void
+CREATE OR REPLACE FUNCTION webhooks."generate_secret"() RETURNS TEXT /* String */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'generate_secret_wrapper';
+
+COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new 256-bit signing secret (whsec_ + 64 hex digits).';
+COMMENT ON FUNCTION webhooks.check_endpoint_url(text, boolean) IS 'Validate and normalise an endpoint URL; raises an error naming the problem.';
+CREATE OR REPLACE FUNCTION webhooks._setting_enabled(setting text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT coalesce((SELECT value::boolean FROM webhooks.settings WHERE name = setting), false)
+$$;
+
+COMMENT ON FUNCTION webhooks._setting_enabled(text) IS 'Internal: whether a boolean setting of webhooks.settings is on.';
+CREATE OR REPLACE FUNCTION webhooks.iso8601(ts timestamptz) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', ts), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;
+
+COMMENT ON FUNCTION webhooks.iso8601(timestamptz) IS 'Format a timestamp as ISO 8601 UTC with whole seconds and Z, as in webhook payloads.';
+CREATE OR REPLACE FUNCTION webhooks._resolve_event_selection(selection text[]) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    item     text;
+    matched  text[];
+    resolved text[] := '{}';
+    gated    text;
+BEGIN
+    IF selection IS NULL OR cardinality(selection) = 0 THEN
+        RAISE EXCEPTION 'an endpoint must subscribe to at least one event type'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give event types such as ''application.submitted'' or whole categories such as ''application.*''; SELECT * FROM webhooks.list_event_types() lists them.';
+    END IF;
+    FOREACH item IN ARRAY selection LOOP
+        IF item IS NULL OR item = 'test.ping' OR item = 'test.*' THEN
+            RAISE EXCEPTION 'cannot subscribe to "%"', coalesce(item, 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'test.ping is sent on demand to one endpoint by webhooks.send_test_ping(endpoint_id); it is not a subscription.';
+        END IF;
+        IF item LIKE '%.*' THEN
+            SELECT array_agg(name ORDER BY name) INTO matched
+              FROM webhooks.event_types
+             WHERE name LIKE left(item, -2) || '.%' AND category <> 'test';
+        ELSE
+            SELECT array_agg(name) INTO matched FROM webhooks.event_types WHERE name = item;
+        END IF;
+        IF matched IS NULL THEN
+            RAISE EXCEPTION 'unknown event type "%"', item
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Valid event types are listed by SELECT name FROM webhooks.list_event_types(); categories are application.*, offer.*, interview.*, code_assignment.*, review.*, job_posting.*, outreach.*.';
+        END IF;
+        resolved := resolved || matched;
+    END LOOP;
+
+    SELECT min(t.name) INTO gated
+      FROM webhooks.event_types t
+     WHERE t.name = ANY (resolved) AND t.addon = 'outreach'
+       AND NOT webhooks._setting_enabled('outreach_addon');
+    IF gated IS NOT NULL THEN
+        RAISE EXCEPTION 'event type "%" needs the Outreach add-on, which is not enabled for this database', gated
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'An admin enables it with SELECT webhooks.set_setting(''outreach_addon'', ''true'').';
+    END IF;
+    RETURN ARRAY(SELECT DISTINCT unnest(resolved) ORDER BY 1);
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._resolve_event_selection(text[]) IS 'Internal: expand a subscription''s event types and ''category.*'' patterns to event types, refusing unknown ones and types whose add-on is off.';
+CREATE OR REPLACE FUNCTION webhooks._lock_endpoint(endpoint_id bigint) RETURNS webhooks.endpoints
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    locked webhooks.endpoints;
+BEGIN
+    -- NO KEY UPDATE: admin changes queue behind each other, but not behind anything that
+    -- only reads the endpoint's key.
+    SELECT * INTO locked FROM webhooks.endpoints e WHERE e.id = _lock_endpoint.endpoint_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'SELECT id, name, url FROM webhooks.endpoint_list shows the existing endpoints.';
+    END IF;
+    RETURN locked;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._lock_endpoint(bigint) IS 'Internal: lock an endpoint row for a change, or fail naming the id.';
+CREATE OR REPLACE FUNCTION webhooks._record_history(endpoint_id bigint, action text, detail jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    INSERT INTO webhooks.endpoint_history (endpoint_id, action, detail) VALUES ($1, $2, $3)
+$$;
+
+COMMENT ON FUNCTION webhooks._record_history(bigint, text, jsonb) IS 'Internal: append an endpoint configuration change to webhooks.endpoint_history.';
+CREATE OR REPLACE FUNCTION webhooks._sync_subscription_periods(endpoint_id bigint) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
     WITH taking AS (
         SELECT s.event_type
           FROM webhooks.subscriptions s
           JOIN webhooks.endpoints e ON e.id = s.endpoint_id AND e.status = 'active'
           JOIN webhooks.event_types t ON t.name = s.event_type
-         WHERE s.endpoint_id = sync_subscription_periods.endpoint_id
-           AND (t.addon IS NULL OR webhooks.setting_enabled(t.addon || '_addon'))
+         WHERE s.endpoint_id = _sync_subscription_periods.endpoint_id
+           AND (t.addon IS NULL OR webhooks._setting_enabled(t.addon || '_addon'))
     ), ended AS (
         UPDATE webhooks.subscription_periods p SET until = now()
-         WHERE p.endpoint_id = sync_subscription_periods.endpoint_id AND p.until IS NULL
+         WHERE p.endpoint_id = _sync_subscription_periods.endpoint_id AND p.until IS NULL
            AND p.event_type NOT IN (SELECT t.event_type FROM taking t)
     ), resumed AS (
         -- A period ended earlier in this transaction goes on, rather than end and restart at
         -- the same instant.
         UPDATE webhooks.subscription_periods p SET until = NULL
-         WHERE p.endpoint_id = sync_subscription_periods.endpoint_id AND p.until = now()
+         WHERE p.endpoint_id = _sync_subscription_periods.endpoint_id AND p.until = now()
            AND p.event_type IN (SELECT t.event_type FROM taking t)
     )
     -- All three parts read the periods as they were before this statement.
     INSERT INTO webhooks.subscription_periods (endpoint_id, event_type, since)
-    SELECT sync_subscription_periods.endpoint_id, t.event_type, now()
+    SELECT _sync_subscription_periods.endpoint_id, t.event_type, now()
       FROM taking t
      WHERE NOT EXISTS (SELECT FROM webhooks.subscription_periods p
-                        WHERE p.endpoint_id = sync_subscription_periods.endpoint_id
+                        WHERE p.endpoint_id = _sync_subscription_periods.endpoint_id
                           AND p.event_type = t.event_type
                           AND (p.until IS NULL OR p.until = now()))
 $$;
 
-CREATE OR REPLACE FUNCTION webhooks.check_secret(secret text) RETURNS text
+COMMENT ON FUNCTION webhooks._sync_subscription_periods(bigint) IS 'Internal: end and start an endpoint''s subscription periods so that they say what it takes from now on (active, subscribed, add-on on).';
+CREATE OR REPLACE FUNCTION webhooks._set_subscriptions(endpoint_id bigint, event_types text[]) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    DELETE FROM webhooks.subscriptions s
+     WHERE s.endpoint_id = _set_subscriptions.endpoint_id
+       AND s.event_type <> ALL (_set_subscriptions.event_types);
+    INSERT INTO webhooks.subscriptions (event_type, endpoint_id)
+    SELECT t, _set_subscriptions.endpoint_id FROM unnest(_set_subscriptions.event_types) t
+        ON CONFLICT DO NOTHING;
+    SELECT webhooks._sync_subscription_periods(_set_subscriptions.endpoint_id);
+$$;
+
+COMMENT ON FUNCTION webhooks._set_subscriptions(bigint, text[]) IS 'Internal: make an endpoint''s subscriptions exactly these event types, and its subscription periods follow.';
+CREATE OR REPLACE FUNCTION webhooks._check_secret(secret text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     bits double precision;
@@ -159,24 +334,152 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION webhooks.check_rate_limit(integer) SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhooks._check_secret(text) IS 'Internal: refuse a signing secret shorter than 24 characters, with spaces, or with less than 128 bits of variety (Shannon estimate).';
+CREATE OR REPLACE FUNCTION webhooks._check_rate_limit(rate_limit integer) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF rate_limit IS NOT NULL AND rate_limit NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'rate limit % is not valid', rate_limit
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give requests per second between 1 and 100000, or NULL for no limit.';
+    END IF;
+    RETURN rate_limit;
+END
+$$;
 
-ALTER FUNCTION webhooks.check_failure_window(interval) SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION webhooks._check_rate_limit(integer) IS 'Internal: refuse a rate limit outside 1 to 100000 requests per second (NULL means none).';
+CREATE OR REPLACE FUNCTION webhooks._check_failure_window(failure_window interval) RETURNS interval
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF failure_window IS NULL OR failure_window < interval '1 minute' OR failure_window > interval '30 days' THEN
+        RAISE EXCEPTION 'failure window % is not valid', coalesce(failure_window::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give an interval between 1 minute and 30 days; the default is 24 hours.';
+    END IF;
+    RETURN failure_window;
+END
+$$;
 
-ALTER FUNCTION webhooks.checked_url(text) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks._check_failure_window(interval) IS 'Internal: refuse a failure window outside 1 minute to 30 days.';
+CREATE OR REPLACE FUNCTION webhooks._checked_url(url text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT webhooks.check_endpoint_url(url, webhooks._setting_enabled('allow_http'))
+$$;
 
-CREATE OR REPLACE FUNCTION webhooks.wake_relay() RETURNS void
+COMMENT ON FUNCTION webhooks._checked_url(text) IS 'Internal: an endpoint URL checked by check_endpoint_url, with plain http allowed only when the allow_http setting is on.';
+CREATE OR REPLACE FUNCTION webhooks._wake_relay() RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT pg_notify('webhooks_work', '')
 $$;
 
-CREATE FUNCTION webhooks.endpoint_changed(endpoint_id bigint) RETURNS void
+COMMENT ON FUNCTION webhooks._wake_relay() IS 'Internal: NOTIFY webhooks_work at commit, after an operator''s action made existing deliveries due; writers never notify.';
+CREATE OR REPLACE FUNCTION webhooks._endpoint_changed(endpoint_id bigint) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT pg_notify('webhooks_endpoint_changed', endpoint_id::text)
 $$;
 
-ALTER FUNCTION webhooks.queue_from_log(bigint, timestamptz, timestamptz, text[]) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks._endpoint_changed(bigint) IS 'Internal: NOTIFY webhooks_endpoint_changed with the endpoint id at commit, so that relays stop using what their claims said about it.';
+CREATE OR REPLACE FUNCTION webhooks._restart_deliveries(delivery_ids bigint[]) RETURNS integer
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    WITH restarted AS (
+        UPDATE webhooks.deliveries d
+           SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
+               leased_until = NULL, finished_at = NULL
+         WHERE d.id = ANY (_restart_deliveries.delivery_ids)
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM restarted
+$$;
 
+COMMENT ON FUNCTION webhooks._restart_deliveries(bigint[]) IS 'Internal: start deliveries on a new round (pending, due now, no attempts, no lease); replay, backfill and redeliver use it. Returns how many.';
+CREATE OR REPLACE FUNCTION webhooks._queue_from_log(endpoint_id bigint, since timestamptz, until timestamptz,
+                                        only_types text[]) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    queued integer;
+BEGIN
+    WITH replayed AS (
+        SELECT ev.id
+          FROM webhooks.events ev
+         WHERE ev.created_at >= since AND ev.created_at < until
+           AND ev.event_type IN (SELECT s.event_type FROM webhooks.subscriptions s
+                                  WHERE s.endpoint_id = _queue_from_log.endpoint_id)
+           AND (only_types IS NULL OR ev.event_type = ANY (only_types))
+           -- A tracked event still awaiting fan-out gets its delivery from fan_out(); adding
+           -- one here as well would deliver it twice. (A fan-out in progress has not committed
+           -- its new position, so its events are still seen here as awaiting.)
+           AND NOT EXISTS (SELECT FROM webhooks.events_awaiting_fan_out a WHERE a.id = ev.id)
+    ), restarted AS (
+        SELECT webhooks._restart_deliveries(ARRAY(
+                   SELECT d.id FROM webhooks.deliveries d
+                    WHERE d.endpoint_id = _queue_from_log.endpoint_id
+                      AND d.event_id IN (SELECT r.id FROM replayed r))) AS n
+    ), added AS (
+        -- Both parts read the deliveries as they were before this statement: pairs restarted
+        -- above exist, so they are not inserted again.
+        INSERT INTO webhooks.deliveries (event_id, endpoint_id)
+        SELECT r.id, _queue_from_log.endpoint_id
+          FROM replayed r
+         WHERE NOT EXISTS (SELECT FROM webhooks.deliveries d
+                            WHERE d.event_id = r.id AND d.endpoint_id = _queue_from_log.endpoint_id)
+        RETURNING 1
+    )
+    SELECT (SELECT n FROM restarted) + (SELECT count(*) FROM added) INTO queued;
+    IF queued > 0 THEN
+        PERFORM webhooks._wake_relay();
+    END IF;
+    RETURN queued;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._queue_from_log(bigint, timestamptz, timestamptz, text[]) IS 'Internal: queue deliveries of logged events to one endpoint (replay); existing ones start a new round. The caller holds the endpoint''s row lock.';
+CREATE OR REPLACE FUNCTION webhooks.failed_deliveries_in_window(endpoint webhooks.endpoints) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.count(*)
+      FROM webhooks.attempts a
+     WHERE a.endpoint_id OPERATOR(pg_catalog.=) endpoint.id
+       AND a.outcome OPERATOR(pg_catalog.=) 'failed'
+       AND a.started_at OPERATOR(pg_catalog.>=)
+           greatest(pg_catalog.now() OPERATOR(pg_catalog.-) endpoint.failure_window,
+                    endpoint.failures_counted_since)
+$$;
+
+COMMENT ON FUNCTION webhooks.failed_deliveries_in_window(webhooks.endpoints) IS 'What auto-disable counts: the endpoint''s deliveries failed for good within its failure window, since it was last resumed.';
+CREATE OR REPLACE VIEW webhooks.endpoint_list AS
+SELECT e.id, e.name, e.description, e.url, e.events,
+       ARRAY(SELECT s.event_type FROM webhooks.subscriptions s WHERE s.endpoint_id = e.id ORDER BY 1) AS event_types,
+       e.status, e.disabled_reason, e.disabled_at, e.rate_limit, e.failure_window, e.failure_threshold,
+       e.created_at, e.updated_at
+  FROM webhooks.endpoints e;
+
+COMMENT ON VIEW webhooks.endpoint_list IS 'Endpoints without their secrets.';
+CREATE OR REPLACE VIEW webhooks.endpoint_status AS
+SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
+       (SELECT count(*) FROM webhooks.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
+       coalesce(day.succeeded, 0) AS succeeded_24h,
+       coalesce(day.failed, 0) AS failed_24h,
+       -- What auto-disable counts: deliveries failed for good within the failure window,
+       -- since the last resume (attempts that will be retried do not count).
+       webhooks.failed_deliveries_in_window(e) AS failed_deliveries_in_window,
+       (SELECT max(a.last_attempt_at) FROM webhooks.endpoint_activity a WHERE a.endpoint_id = e.id) AS last_attempt_at
+  FROM webhooks.endpoints e
+  LEFT JOIN LATERAL (
+      SELECT sum(a.succeeded)::bigint AS succeeded, sum(a.failed)::bigint AS failed
+        FROM webhooks.endpoint_activity a
+       WHERE a.endpoint_id = e.id AND a.hour > now() - interval '24 hours') day ON true;
+
+COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status: pending deliveries, deliveries succeeded and failed for good in the last 24 h, and failed_deliveries_in_window, the count auto-disable compares with the threshold.';
+CREATE OR REPLACE VIEW webhooks.delivery_log AS
+SELECT d.id AS delivery_id, ev.id AS event_id, ev.event_type, ev.created_at AS event_created_at,
+       e.id AS endpoint_id, e.name AS endpoint_name, d.status AS delivery_status,
+       a.attempt_number, a.started_at, a.duration_ms, a.outcome, a.response_status,
+       a.error, a.request_headers, a.response_body, a.relay_id, d.next_attempt_at
+  FROM webhooks.deliveries d
+  JOIN webhooks.events ev ON ev.id = d.event_id
+  JOIN webhooks.endpoints e ON e.id = d.endpoint_id
+  LEFT JOIN webhooks.attempts a ON a.delivery_id = d.id;
+
+COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoint and attempts (request headers, response status, timing).';
 CREATE OR REPLACE FUNCTION webhooks.set_setting(name text, value text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
@@ -201,7 +504,7 @@ BEGIN
     -- off, its queued deliveries are not sent either: they fail, saying why, and relays hand
     -- back the ones they hold.
     IF set_setting.name LIKE '%\_addon' THEN
-        PERFORM webhooks.sync_subscription_periods(e.id) FROM webhooks.endpoints e ORDER BY e.id;
+        PERFORM webhooks._sync_subscription_periods(e.id) FROM webhooks.endpoints e ORDER BY e.id;
         IF NOT parsed THEN
             UPDATE webhooks.deliveries d
                SET status = 'failed', finished_at = now(), leased_by = NULL, leased_until = NULL,
@@ -210,7 +513,7 @@ BEGIN
              WHERE ev.id = d.event_id AND t.name = ev.event_type
                AND t.addon || '_addon' = set_setting.name
                AND d.status NOT IN ('succeeded', 'failed');
-            PERFORM webhooks.endpoint_changed(e.id)
+            PERFORM webhooks._endpoint_changed(e.id)
                FROM webhooks.endpoints e
               WHERE EXISTS (SELECT FROM webhooks.subscriptions s JOIN webhooks.event_types t ON t.name = s.event_type
                              WHERE s.endpoint_id = e.id AND t.addon || '_addon' = set_setting.name)
@@ -229,8 +532,17 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION webhooks.list_event_types() SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide switch (allow_http, outreach_addon). Admin only. Turning allow_http off disables every plain-http endpoint.';
+CREATE OR REPLACE FUNCTION webhooks.list_event_types()
+RETURNS TABLE (name text, category text, description text, addon text, available boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT t.name, t.category, t.description, t.addon,
+           t.addon IS NULL OR webhooks._setting_enabled(t.addon || '_addon')
+      FROM webhooks.event_types t
+     ORDER BY t.category = 'test', t.category, t.name
+$$;
 
+COMMENT ON FUNCTION webhooks.list_event_types() IS 'Every event type with its category, description, required add-on and whether it is available now.';
 CREATE OR REPLACE FUNCTION webhooks.create_endpoint(
     url            text,
     events         text[],
@@ -243,18 +555,18 @@ CREATE OR REPLACE FUNCTION webhooks.create_endpoint(
 RETURNS TABLE (endpoint_id bigint, signing_secret text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
-    types   text[] := webhooks.resolve_event_selection(events);
+    types   text[] := webhooks._resolve_event_selection(events);
     created webhooks.endpoints;
 BEGIN
     INSERT INTO webhooks.endpoints AS e (name, description, url, secret, events, rate_limit, failure_window)
     VALUES (coalesce(nullif(btrim(create_endpoint.name), ''), 'endpoint-' || gen_random_uuid()),
             nullif(create_endpoint.description, ''),
-            webhooks.checked_url(create_endpoint.url),
+            webhooks._checked_url(create_endpoint.url),
             CASE WHEN create_endpoint.secret IS NULL THEN webhooks.generate_secret()
-                 ELSE webhooks.check_secret(create_endpoint.secret) END,
+                 ELSE webhooks._check_secret(create_endpoint.secret) END,
             create_endpoint.events,
-            webhooks.check_rate_limit(create_endpoint.rate_limit),
-            webhooks.check_failure_window(create_endpoint.failure_window))
+            webhooks._check_rate_limit(create_endpoint.rate_limit),
+            webhooks._check_failure_window(create_endpoint.failure_window))
     RETURNING * INTO created;
 
     IF create_endpoint.name IS NULL OR btrim(create_endpoint.name) = '' THEN
@@ -264,17 +576,15 @@ BEGIN
         RETURNING * INTO created;
     END IF;
 
-    INSERT INTO webhooks.subscriptions (event_type, endpoint_id)
-    SELECT t, created.id FROM unnest(types) t;
-    PERFORM webhooks.sync_subscription_periods(created.id);
+    PERFORM webhooks._set_subscriptions(created.id, types);
 
-    PERFORM webhooks.record_history(created.id, 'created', jsonb_build_object(
+    PERFORM webhooks._record_history(created.id, 'created', jsonb_build_object(
         'name', created.name, 'url', created.url, 'events', created.events,
         'description', created.description, 'rate_limit', created.rate_limit,
         'failure_window', created.failure_window));
 
     IF backfill_since IS NOT NULL THEN
-        PERFORM webhooks.queue_from_log(created.id, backfill_since, now() + interval '1 microsecond', NULL);
+        PERFORM webhooks._queue_from_log(created.id, backfill_since, now() + interval '1 microsecond', NULL);
     END IF;
 
     RETURN QUERY SELECT created.id, created.secret;
@@ -284,16 +594,12 @@ EXCEPTION WHEN unique_violation THEN
 END
 $$;
 
-DROP FUNCTION webhooks.update_endpoint(bigint, jsonb);
-CREATE FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb)
-RETURNS webhooks.endpoint_list
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval) IS 'Create an endpoint subscribed to event types and/or categories (''application.*''). Returns its id and signing secret. backfill_since queues past events from the log.';
+CREATE OR REPLACE FUNCTION webhooks._check_endpoint_changes(changes jsonb) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
-    ep  webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
-    allowed  text[] := ARRAY['url', 'name', 'description', 'events', 'rate_limit', 'failure_window'];
-    bad_key  text;
-    new_events text[];
-    types    text[];
+    allowed text[] := ARRAY['url', 'name', 'description', 'events', 'rate_limit', 'failure_window'];
+    bad_key text;
 BEGIN
     IF changes IS NULL OR jsonb_typeof(changes) <> 'object' OR changes = '{}' THEN
         RAISE EXCEPTION 'changes must be a non-empty JSON object, not %', coalesce(changes::text, 'NULL')
@@ -306,9 +612,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Changeable fields: ' || array_to_string(allowed, ', ') || '. Use rotate_secret, pause_endpoint and resume_endpoint for the rest.';
     END IF;
+END
+$$;
 
+COMMENT ON FUNCTION webhooks._check_endpoint_changes(jsonb) IS 'Internal: refuse an update_endpoint changes object that is not a non-empty JSON object of changeable fields.';
+CREATE OR REPLACE FUNCTION webhooks._endpoint_with_changes(ep webhooks.endpoints, changes jsonb)
+RETURNS webhooks.endpoints
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
     IF changes ? 'url' THEN
-        ep.url := webhooks.checked_url(changes ->> 'url');
+        ep.url := webhooks._checked_url(changes ->> 'url');
     END IF;
     IF changes ? 'name' THEN
         IF coalesce(btrim(changes ->> 'name'), '') = '' THEN
@@ -326,33 +639,41 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Give requests per second between 1 and 100000, or null for no limit.';
         END IF;
-        ep.rate_limit := webhooks.check_rate_limit((changes ->> 'rate_limit')::numeric::integer);
+        ep.rate_limit := webhooks._check_rate_limit((changes ->> 'rate_limit')::numeric::integer);
     END IF;
     IF changes ? 'failure_window' THEN
-        ep.failure_window := webhooks.check_failure_window((changes ->> 'failure_window')::interval);
+        ep.failure_window := webhooks._check_failure_window((changes ->> 'failure_window')::interval);
     END IF;
     IF changes ? 'events' THEN
         IF jsonb_typeof(changes -> 'events') <> 'array' THEN
             RAISE EXCEPTION 'events must be a JSON array of event types, not %', changes -> 'events'
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ["application.*", "offer.accepted"].';
         END IF;
-        new_events := ARRAY(SELECT jsonb_array_elements_text(changes -> 'events'));
-        types := webhooks.resolve_event_selection(new_events);
-        ep.events := new_events;
-        DELETE FROM webhooks.subscriptions s WHERE s.endpoint_id = ep.id AND s.event_type <> ALL (types);
-        INSERT INTO webhooks.subscriptions (event_type, endpoint_id)
-        SELECT t, ep.id FROM unnest(types) t ON CONFLICT DO NOTHING;
+        ep.events := ARRAY(SELECT jsonb_array_elements_text(changes -> 'events'));
     END IF;
+    RETURN ep;
+END
+$$;
 
+COMMENT ON FUNCTION webhooks._endpoint_with_changes(webhooks.endpoints, jsonb) IS 'Internal: the endpoint with update_endpoint''s changes applied, each value checked; nothing is written.';
+CREATE OR REPLACE FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb)
+RETURNS webhooks.endpoint_list
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks._lock_endpoint(endpoint_id);
+BEGIN
+    PERFORM webhooks._check_endpoint_changes(changes);
+    ep := webhooks._endpoint_with_changes(ep, changes);
+    IF changes ? 'events' THEN
+        PERFORM webhooks._set_subscriptions(ep.id, webhooks._resolve_event_selection(ep.events));
+    END IF;
     UPDATE webhooks.endpoints e
        SET url = ep.url, name = ep.name, description = ep.description,
            rate_limit = ep.rate_limit, failure_window = ep.failure_window,
            events = ep.events, updated_at = now()
-     WHERE e.id = ep.id
-    RETURNING * INTO ep;
-    PERFORM webhooks.sync_subscription_periods(ep.id);
-    PERFORM webhooks.record_history(ep.id, 'edited', changes);
-    PERFORM webhooks.endpoint_changed(ep.id);
+     WHERE e.id = ep.id;
+    PERFORM webhooks._record_history(ep.id, 'edited', changes);
+    PERFORM webhooks._endpoint_changed(ep.id);
     RETURN (SELECT l FROM webhooks.endpoint_list l WHERE l.id = ep.id);
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'an endpoint named "%" already exists', changes ->> 'name'
@@ -360,46 +681,49 @@ EXCEPTION WHEN unique_violation THEN
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.update_endpoint(bigint, jsonb) IS 'Change url, name, description, events, rate_limit or failure_window: keys present in the JSON object are changed, others kept. Returns the endpoint as endpoint_list shows it (no secret).';
 CREATE OR REPLACE FUNCTION webhooks.pause_endpoint(endpoint_id bigint) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
-    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    ep webhooks.endpoints := webhooks._lock_endpoint(endpoint_id);
 BEGIN
     IF ep.status = 'active' THEN
         UPDATE webhooks.endpoints e SET status = 'paused', updated_at = now() WHERE e.id = ep.id;
-        PERFORM webhooks.sync_subscription_periods(ep.id);
-        PERFORM webhooks.record_history(ep.id, 'paused');
-        PERFORM webhooks.endpoint_changed(ep.id);
+        PERFORM webhooks._sync_subscription_periods(ep.id);
+        PERFORM webhooks._record_history(ep.id, 'paused');
+        PERFORM webhooks._endpoint_changed(ep.id);
         RETURN 'paused';
     END IF;
     RETURN ep.status;
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.pause_endpoint(bigint) IS 'Stop deliveries. Events that fire while paused are not queued; already queued deliveries wait for resume.';
 CREATE OR REPLACE FUNCTION webhooks.resume_endpoint(endpoint_id bigint) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
-    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    ep webhooks.endpoints := webhooks._lock_endpoint(endpoint_id);
 BEGIN
     -- The URL is checked again under today's settings: plain http may have been turned off
     -- since it was accepted.
-    PERFORM webhooks.checked_url(ep.url);
+    PERFORM webhooks._checked_url(ep.url);
     UPDATE webhooks.endpoints e
        SET status = 'active', disabled_reason = NULL, disabled_at = NULL,
            failures_counted_since = now(), updated_at = now()
      WHERE e.id = ep.id;
-    PERFORM webhooks.sync_subscription_periods(ep.id);
-    PERFORM webhooks.record_history(ep.id, 'resumed',
+    PERFORM webhooks._sync_subscription_periods(ep.id);
+    PERFORM webhooks._record_history(ep.id, 'resumed',
         jsonb_build_object('previous_status', ep.status, 'disabled_reason', ep.disabled_reason));
-    PERFORM webhooks.wake_relay();
+    PERFORM webhooks._wake_relay();
     RETURN 'active';
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.resume_endpoint(bigint) IS 'Re-enable a paused or disabled endpoint and reset its failure counter.';
 CREATE OR REPLACE FUNCTION webhooks.disable_endpoint(endpoint_id bigint, reason text) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
-    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    ep webhooks.endpoints := webhooks._lock_endpoint(endpoint_id);
 BEGIN
     IF coalesce(btrim(reason), '') = '' THEN
         RAISE EXCEPTION 'a reason is required to disable endpoint %', endpoint_id
@@ -409,33 +733,35 @@ BEGIN
         UPDATE webhooks.endpoints e
            SET status = 'disabled', disabled_reason = reason, disabled_at = now(), updated_at = now()
          WHERE e.id = ep.id;
-        PERFORM webhooks.sync_subscription_periods(ep.id);
-        PERFORM webhooks.record_history(ep.id, 'disabled', jsonb_build_object('reason', reason));
-        PERFORM webhooks.endpoint_changed(ep.id);
+        PERFORM webhooks._sync_subscription_periods(ep.id);
+        PERFORM webhooks._record_history(ep.id, 'disabled', jsonb_build_object('reason', reason));
+        PERFORM webhooks._endpoint_changed(ep.id);
     END IF;
     RETURN 'disabled';
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.disable_endpoint(bigint, text) IS 'Disable an endpoint, recording why. The relay calls it on 410 Gone and on too many failures.';
 CREATE OR REPLACE FUNCTION webhooks.rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
-    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    ep webhooks.endpoints := webhooks._lock_endpoint(endpoint_id);
     fresh_secret text := CASE WHEN new_secret IS NULL THEN webhooks.generate_secret()
-                              ELSE webhooks.check_secret(new_secret) END;
+                              ELSE webhooks._check_secret(new_secret) END;
 BEGIN
     UPDATE webhooks.endpoints e SET secret = fresh_secret, updated_at = now() WHERE e.id = ep.id;
-    PERFORM webhooks.record_history(ep.id, 'secret_rotated',
+    PERFORM webhooks._record_history(ep.id, 'secret_rotated',
         jsonb_build_object('generated', new_secret IS NULL));
-    PERFORM webhooks.endpoint_changed(ep.id);
+    PERFORM webhooks._endpoint_changed(ep.id);
     RETURN fresh_secret;
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.rotate_secret(bigint, text) IS 'Replace the signing secret (generated, or the one given). The old secret stops signing at once.';
 CREATE OR REPLACE FUNCTION webhooks.delete_endpoint(endpoint_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
-    ep webhooks.endpoints := webhooks.lock_endpoint(endpoint_id);
+    ep webhooks.endpoints := webhooks._lock_endpoint(endpoint_id);
 BEGIN
     -- Deliveries and attempts go with the endpoint, subscriptions by ON DELETE CASCADE; the
     -- log stays. Deliveries first: deleting them waits out record_attempts batches that hold
@@ -451,13 +777,31 @@ BEGIN
     PERFORM set_config('webhooks.deleting_endpoint', ep.id::text, true);
     DELETE FROM webhooks.endpoint_history h WHERE h.endpoint_id = ep.id;
     PERFORM set_config('webhooks.deleting_endpoint', '', true);
-    PERFORM webhooks.record_history(ep.id, 'deleted');
-    PERFORM webhooks.endpoint_changed(ep.id);
+    PERFORM webhooks._record_history(ep.id, 'deleted');
+    PERFORM webhooks._endpoint_changed(ep.id);
 END
 $$;
 
-ALTER FUNCTION webhooks.send_test_ping(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its subscriptions, deliveries, attempts and history, leaving one audit line (deleted, by whom, when; no URL or name). The event log stays.';
+CREATE OR REPLACE FUNCTION webhooks.send_test_ping(endpoint_id bigint) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep  webhooks.endpoints := webhooks._lock_endpoint(endpoint_id);
+    event_id bigint;
+BEGIN
+    IF ep.status <> 'active' THEN
+        RAISE EXCEPTION 'endpoint % is %; test pings go to active endpoints only', ep.id, ep.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Resume it first: SELECT webhooks.resume_endpoint(%s).', ep.id);
+    END IF;
+    INSERT INTO webhooks.events (event_type, data) VALUES ('test.ping', '{}') RETURNING id INTO event_id;
+    INSERT INTO webhooks.deliveries (event_id, endpoint_id) VALUES (event_id, ep.id);
+    PERFORM webhooks._wake_relay();
+    RETURN event_id;
+END
+$$;
 
+COMMENT ON FUNCTION webhooks.send_test_ping(bigint) IS 'Queue a test.ping event with data {} for this endpoint only. Returns the event id.';
 CREATE OR REPLACE FUNCTION webhooks.emit(event_type text, data jsonb) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
@@ -489,8 +833,9 @@ BEGIN
                   HINT = 'Pass a jsonb object, for example jsonb_build_object(''id'', 42).';
     END IF;
 
-    IF pg_catalog.pg_column_size(data) OPERATOR(pg_catalog.>) 262144 THEN
-        RAISE EXCEPTION 'event data is % bytes; the limit is 256 KiB', pg_catalog.pg_column_size(data)
+    IF pg_catalog.pg_column_size(data) OPERATOR(pg_catalog.>) webhooks.max_payload_bytes() THEN
+        RAISE EXCEPTION 'event data is % bytes; the limit is % KiB', pg_catalog.pg_column_size(data),
+                        webhooks.max_payload_bytes() OPERATOR(pg_catalog./) 1024
             USING ERRCODE = 'program_limit_exceeded',
                   HINT = 'Send identifiers and the fields receivers need, not whole documents; receivers can fetch the rest.';
     END IF;
@@ -508,10 +853,55 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks.emit(text, jsonb) IS 'Log an event and queue one delivery per active subscribed endpoint, in the caller''s transaction. Returns the event id. Members of webhooks_emitter only; refuses test.ping and the events of add-ons that are off.';
+CREATE OR REPLACE FUNCTION webhooks.replay(endpoint_id bigint, since timestamptz, until timestamptz DEFAULT now(),
+                                event_types text[] DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    ep webhooks.endpoints := webhooks._lock_endpoint(endpoint_id);
+    unknown text;
+BEGIN
+    IF since IS NULL OR until IS NULL OR since >= until THEN
+        RAISE EXCEPTION 'replay window [%, %) is empty', since, until
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give since < until, for example now() - interval ''1 day'' and now().';
+    END IF;
+    SELECT min(t) INTO unknown FROM unnest(event_types) t
+     WHERE NOT EXISTS (SELECT FROM webhooks.event_types et WHERE et.name = t);
+    IF unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown event type "%"', unknown
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SELECT name FROM webhooks.list_event_types() lists the valid event types.';
+    END IF;
+    RETURN webhooks._queue_from_log(ep.id, since, until, event_types);
+END
+$$;
 
-ALTER FUNCTION webhooks.redeliver(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS 'Queue logged events of [since, until) to an endpoint again, optionally only some types. Returns how many were queued.';
+CREATE OR REPLACE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    IF webhooks._restart_deliveries(ARRAY[redeliver.delivery_id]) = 0 THEN
+        RAISE EXCEPTION 'delivery % does not exist', coalesce(delivery_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'SELECT delivery_id, event_type, endpoint_name FROM webhooks.delivery_log shows deliveries.';
+    END IF;
+    PERFORM webhooks._wake_relay();
+END
+$$;
 
+COMMENT ON FUNCTION webhooks.redeliver(bigint) IS 'Send one delivery again now, starting a fresh retry schedule.';
+COMMENT ON FUNCTION webhooks._lock_fan_out(boolean) IS 'Internal: the transaction-scoped lock that makes fan-out rounds run one at a time, in an advisory lock class no SQL role can take (pg_locks: advisory, objsubid 30568).';
+CREATE OR REPLACE FUNCTION webhooks.max_attempts() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN 7;
+
+COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
+CREATE OR REPLACE FUNCTION webhooks.retry_delay(failed_attempt integer) RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (ARRAY[interval '1 minute', interval '5 minutes', interval '30 minutes',
+                  interval '2 hours', interval '8 hours', interval '16 hours'])[failed_attempt]
+$$;
+
+COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
 CREATE OR REPLACE FUNCTION webhooks.attempt_outcome(response_status integer, permanent boolean,
                                          attempt_number integer) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -524,10 +914,12 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 
-CREATE FUNCTION webhooks.max_lease() RETURNS interval
+COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (every other 4xx but 429, a refused target, or the last attempt) or retry (429, 5xx, 3xx, timeouts, network and TLS errors).';
+CREATE OR REPLACE FUNCTION webhooks.max_lease() RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN interval '1 hour';
 
-CREATE FUNCTION webhooks.lease_key(reuse text DEFAULT NULL) RETURNS text
+COMMENT ON FUNCTION webhooks.max_lease() IS 'The longest lease claim_deliveries grants: 1 hour.';
+CREATE OR REPLACE FUNCTION webhooks.lease_key(reuse text DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     key text := coalesce(reuse, nullif(current_setting('webhooks.lease_key', true), ''));
@@ -548,12 +940,14 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION webhooks.lease_holder() RETURNS text
+COMMENT ON FUNCTION webhooks.lease_key(text) IS 'Relay only: this session''s lease key (made on first use, or the one given back after a reconnect). Records and releases reach only the leases taken with it.';
+CREATE OR REPLACE FUNCTION webhooks._lease_holder() RETURNS text
 LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT left(encode(sha256(convert_to(webhooks.lease_key(), 'UTF8')), 'hex'), 16)
 $$;
 
-CREATE OR REPLACE FUNCTION webhooks.make_deliveries(event_ids bigint[]) RETURNS integer
+COMMENT ON FUNCTION webhooks._lease_holder() IS 'Internal: what deliveries.leased_by holds for this session''s leases: 64 bits of the SHA-256 of the session''s lease key.';
+CREATE OR REPLACE FUNCTION webhooks._make_deliveries(event_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     made integer;
@@ -572,6 +966,68 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION webhooks._make_deliveries(bigint[]) IS 'The deliveries of the given events, one per endpoint that took the event''s type at the event''s time (webhooks.subscription_periods) and still exists; fan_out and resume_after_restore use it.';
+CREATE OR REPLACE FUNCTION webhooks._mark_log_position() RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    INSERT INTO webhooks.fanout_marks (xid, last_id)
+    SELECT pg_current_xact_id(), l.last_id
+      FROM (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END AS last_id
+              FROM webhooks.events_id_seq s) l
+     WHERE (SELECT q.seqcache FROM pg_sequence q
+             WHERE q.seqrelid = 'webhooks.events_id_seq'::regclass) = 1
+       AND l.last_id > coalesce((SELECT m.last_id FROM webhooks.fanout_marks m
+                                  ORDER BY m.xid DESC LIMIT 1), 0)
+$$;
+
+COMMENT ON FUNCTION webhooks._mark_log_position() IS 'Internal, a step of fan_out: note how far the event log had come when this transaction started (webhooks.fanout_marks).';
+CREATE OR REPLACE FUNCTION webhooks._events_of_round(pos webhooks.fanout_position, max_events integer)
+RETURNS bigint[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    RETURN (SELECT coalesce(array_agg(q.id ORDER BY q.id), '{}')
+              FROM (SELECT ev.id
+                      FROM webhooks.events ev
+                     WHERE ev.id > pos.batch_reached
+                       AND ev.fanout_xid IS NOT NULL
+                       AND webhooks._ended_in(ev.fanout_xid, pos.batch, pos.batch_by)
+                       AND NOT webhooks._ended_in(ev.fanout_xid, pos.done, pos.done_by)
+                     ORDER BY ev.id
+                     LIMIT _events_of_round.max_events) q);
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._events_of_round(webhooks.fanout_position, integer) IS 'Internal, a step of fan_out: the round''s events, ended in its snapshot and not in the previous one, in log order.';
+CREATE OR REPLACE FUNCTION webhooks._advance_fan_out(pos webhooks.fanout_position, fresh boolean,
+                                         taken bigint[], max_events integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    mark webhooks.fanout_marks;
+BEGIN
+    IF cardinality(taken) = max_events THEN
+        UPDATE webhooks.fanout_position
+           SET batch = pos.batch, batch_by = pos.batch_by, batch_reached = taken[cardinality(taken)];
+        RETURN;
+    END IF;
+    -- The round is complete. Its events not yet ended belong to transactions no older than
+    -- the snapshot's oldest running one (or the round's own), so the newest mark older than
+    -- that bounds them from below.
+    SELECT * INTO mark
+      FROM webhooks.fanout_marks m
+     WHERE m.xid < least(pg_snapshot_xmin(pos.batch), pos.batch_by)
+     ORDER BY m.xid DESC
+     LIMIT 1;
+    IF fresh AND cardinality(taken) = 0 AND coalesce(mark.last_id, 0) <= pos.floor THEN
+        -- Nothing taken and the floor stays: keeping the previous snapshot loses nothing.
+        RETURN;
+    END IF;
+    UPDATE webhooks.fanout_position
+       SET done = pos.batch, done_by = pos.batch_by, floor = greatest(pos.floor, mark.last_id),
+           batch = NULL, batch_by = NULL, batch_reached = NULL;
+    DELETE FROM webhooks.fanout_marks m WHERE m.xid < mark.xid;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._advance_fan_out(webhooks.fanout_position, boolean, bigint[], integer) IS 'Internal, the last step of fan_out: record where the round stopped, or close it and move the floor.';
 CREATE OR REPLACE FUNCTION webhooks.fan_out(max_events integer DEFAULT 5000) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp SET plan_cache_mode = auto AS $$
 DECLARE
@@ -579,7 +1035,6 @@ DECLARE
     fresh    boolean;
     taken    bigint[];
     made     integer;
-    mark     webhooks.fanout_marks;
 BEGIN
     IF max_events IS NULL OR max_events < 1 THEN
         RAISE EXCEPTION 'max_events must be a positive number, not %', coalesce(max_events::text, 'NULL')
@@ -596,7 +1051,7 @@ BEGIN
     END IF;
     -- Not the position's row lock: a row lock would give this transaction its id before the
     -- mark below is read. An advisory lock no SQL role can take (extension/src/fan_out_lock.rs).
-    IF NOT webhooks.lock_fan_out(wait => false) THEN
+    IF NOT webhooks._lock_fan_out(wait => false) THEN
         RETURN 0;
     END IF;
     SELECT * INTO STRICT pos FROM webhooks.fanout_position;
@@ -612,17 +1067,7 @@ BEGIN
         RETURN 0;
     END IF;
     IF pg_current_xact_id_if_assigned() IS NULL THEN
-        -- The mark: the sequence first, then this transaction's id. A sequence that hands out
-        -- cached ranges could give an old value later, so it only counts without a cache. No
-        -- new mark while the log has not grown, so that an idle round writes nothing.
-        INSERT INTO webhooks.fanout_marks (xid, last_id)
-        SELECT pg_current_xact_id(), l.last_id
-          FROM (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END AS last_id
-                  FROM webhooks.events_id_seq s) l
-         WHERE (SELECT q.seqcache FROM pg_sequence q
-                 WHERE q.seqrelid = 'webhooks.events_id_seq'::regclass) = 1
-           AND l.last_id > coalesce((SELECT m.last_id FROM webhooks.fanout_marks m
-                                      ORDER BY m.xid DESC LIMIT 1), 0);
+        PERFORM webhooks._mark_log_position();
     END IF;
     fresh := pos.batch IS NULL;
     IF fresh THEN
@@ -631,45 +1076,40 @@ BEGIN
         pos.batch_by := pg_current_xact_id_if_assigned();
         pos.batch_reached := pos.floor;
     END IF;
-    -- The round's events: ended in its snapshot and not in the previous one, in log order from
-    -- where it stopped (along the key).
-    SELECT coalesce(array_agg(q.id ORDER BY q.id), '{}') INTO taken
-      FROM (SELECT ev.id
-              FROM webhooks.events ev
-             WHERE ev.id > pos.batch_reached
-               AND ev.fanout_xid IS NOT NULL
-               AND webhooks.ended_in(ev.fanout_xid, pos.batch, pos.batch_by)
-               AND NOT webhooks.ended_in(ev.fanout_xid, pos.done, pos.done_by)
-             ORDER BY ev.id
-             LIMIT fan_out.max_events) q;
-    -- make_deliveries' statement is planned afresh for each array of ids: skip it when empty.
-    made := CASE WHEN cardinality(taken) > 0 THEN webhooks.make_deliveries(taken) ELSE 0 END;
-    IF cardinality(taken) = fan_out.max_events THEN
-        -- Stopped short: the next round goes on in the same snapshot.
-        UPDATE webhooks.fanout_position
-           SET batch = pos.batch, batch_by = pos.batch_by, batch_reached = taken[cardinality(taken)];
-        RETURN made;
-    END IF;
-    -- The round is complete. Its events not yet ended belong to transactions no older than
-    -- the snapshot's oldest running one (or the round's own), so the newest mark older than
-    -- that bounds them from below.
-    SELECT * INTO mark
-      FROM webhooks.fanout_marks m
-     WHERE m.xid < least(pg_snapshot_xmin(pos.batch), pos.batch_by)
-     ORDER BY m.xid DESC
-     LIMIT 1;
-    IF fresh AND cardinality(taken) = 0 AND coalesce(mark.last_id, 0) <= pos.floor THEN
-        -- Nothing taken and the floor stays: keeping the previous snapshot loses nothing.
-        RETURN 0;
-    END IF;
-    UPDATE webhooks.fanout_position
-       SET done = pos.batch, done_by = pos.batch_by, floor = greatest(pos.floor, mark.last_id),
-           batch = NULL, batch_by = NULL, batch_reached = NULL;
-    DELETE FROM webhooks.fanout_marks m WHERE m.xid < mark.xid;
+    taken := webhooks._events_of_round(pos, fan_out.max_events);
+    -- _make_deliveries' statement is planned afresh for each array of ids: skip it when empty.
+    made := CASE WHEN cardinality(taken) > 0 THEN webhooks._make_deliveries(taken) ELSE 0 END;
+    PERFORM webhooks._advance_fan_out(pos, fresh, taken, fan_out.max_events);
     RETURN made;
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.fan_out(integer) IS 'Make the deliveries of up to max_events committed tracked events (webhooks.events_awaiting_fan_out); every claim runs it first. Returns the number of deliveries made.';
+CREATE OR REPLACE FUNCTION webhooks._check_claim(relay_id text, lease interval) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    IF lease IS NULL OR lease <= interval '0' OR lease > webhooks.max_lease() THEN
+        RAISE EXCEPTION 'lease % is not valid', coalesce(lease::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give a lease longer than the request timeout and at most ' || webhooks.max_lease() || ' (webhooks.max_lease()).';
+    END IF;
+    IF coalesce(btrim(relay_id), '') = '' THEN
+        RAISE EXCEPTION 'a relay id is required'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the relay, for example its host name and process id.';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._check_claim(text, interval) IS 'Internal: refuse a claim without a relay id or with a lease that is not positive or longer than max_lease().';
+CREATE OR REPLACE FUNCTION webhooks._event_body(event_type text, created_at timestamptz, data jsonb) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT '{"event":' OPERATOR(pg_catalog.||) pg_catalog.to_json(event_type)::pg_catalog.text
+           OPERATOR(pg_catalog.||) ',"created_at":"' OPERATOR(pg_catalog.||) webhooks.iso8601(created_at)
+           OPERATOR(pg_catalog.||) '","data":' OPERATOR(pg_catalog.||) data::pg_catalog.text
+           OPERATOR(pg_catalog.||) '}'
+$$;
+
+COMMENT ON FUNCTION webhooks._event_body(text, timestamptz, jsonb) IS 'The request body as signed and sent: {"event", "created_at", "data"}.';
 CREATE OR REPLACE FUNCTION webhooks.claim_deliveries(
     relay_id          text,
     max_deliveries    integer,
@@ -683,31 +1123,23 @@ CREATE OR REPLACE FUNCTION webhooks.claim_deliveries(
 -- PL/pgSQL rather than SQL: the statement's plan is then cached for the session, where a SQL
 -- function would parse and plan it again on every call. And a generic plan, which is the same
 -- plan as a custom one here: left to choose, the plan cache planned the statement afresh on
--- every claim (about 260 µs each), because the generic plan's estimate for an unknown LIMIT is
--- higher than a custom plan's.
+-- every claim, because the generic plan's estimate for an unknown LIMIT is higher than a
+-- custom plan's.
 -- A cached plan lasts as long as the relay's connection, so it must suit any size of queue:
 -- planned while the tables were nearly empty, it would scan them whole on every claim once a
--- backlog had come in (a claim of 1,000 took 450 ms instead of 7). With sequential scans,
+-- backlog had come in. With sequential scans,
 -- hash joins and merge joins ruled out, the only plan left is the right one at every size:
 -- index lookups for the few rows a claim touches. fan_out(), called first, inherits this; its
 -- statements are index lookups too. JIT is off: the penalty that rules a scan out counts in
--- the plan's cost, which would have every claim compiled (300 ms) for a few milliseconds of work.
+-- the plan's cost, which would have every claim compiled for a few milliseconds of work.
+-- (What each of these cost when it was measured: docs/benchmarks-history.md, "Figures behind the code".)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
-    holder text := webhooks.lease_holder();
+    holder text := webhooks._lease_holder();
 BEGIN
-    IF claim_deliveries.lease IS NULL OR claim_deliveries.lease <= interval '0'
-       OR claim_deliveries.lease > webhooks.max_lease() THEN
-        RAISE EXCEPTION 'lease % is not valid', coalesce(claim_deliveries.lease::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Give a lease longer than the request timeout and at most ' || webhooks.max_lease() || ' (webhooks.max_lease()).';
-    END IF;
-    IF coalesce(btrim(claim_deliveries.relay_id), '') = '' THEN
-        RAISE EXCEPTION 'a relay id is required'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the relay, for example its host name and process id.';
-    END IF;
+    PERFORM webhooks._check_claim(claim_deliveries.relay_id, claim_deliveries.lease);
     -- Tracked events committed since the last claim get their deliveries first, so that this
     -- claim can already take them.
     PERFORM webhooks.fan_out(greatest(claim_deliveries.max_deliveries, 1) * 4);
@@ -751,9 +1183,7 @@ BEGIN
     -- Rendering is most of the claim's work per row (jsonb's text output).
     SELECT l.id, l.event_id, l.endpoint_id, l.attempts + 1, ev.event_type,
            CASE WHEN row_number() OVER (PARTITION BY l.event_id) = 1 THEN
-               '{"event":' || to_json(ev.event_type)::text
-                 || ',"created_at":"' || webhooks.iso8601(ev.created_at)
-                 || '","data":' || ev.data::text || '}'
+               webhooks._event_body(ev.event_type, ev.created_at, ev.data)
            END,
            e.url, e.secret, e.rate_limit, l.leased_until
       FROM leased l
@@ -762,9 +1192,10 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]);
-CREATE FUNCTION webhooks.record_attempts(
+COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
+CREATE OR REPLACE FUNCTION webhooks._apply_attempts(
     relay_id            text,
+    holder              text,
     delivery_ids        bigint[],
     attempt_numbers     integer[],
     started_ats         timestamptz[],
@@ -775,44 +1206,20 @@ CREATE FUNCTION webhooks.record_attempts(
     errors              text[],
     retry_afters_seconds double precision[],
     permanents          boolean[]
-) RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
--- Index lookups only, whatever the size of the tables when the relay's connection cached the
--- plan, and no JIT (see claim_deliveries).
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
+) RETURNS TABLE (endpoint_id bigint, outcome text, response_status integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
-DECLARE
-    n               integer := coalesce(cardinality(delivery_ids), 0);
-    outcomes        text[];
-    gone_endpoints   bigint[];
-    failed_endpoints bigint[];
-    failing         record;
-    holder          text := webhooks.lease_holder();
-    recorded        integer;
+-- The result's column names are also the tables' (endpoint_id, outcome): a bare name means the
+-- column.
+#variable_conflict use_column
 BEGIN
-    IF EXISTS (SELECT FROM unnest(ARRAY[cardinality(attempt_numbers), cardinality(started_ats),
-                                        cardinality(durations_ms), cardinality(headers),
-                                        cardinality(response_statuses), cardinality(response_bodies),
-                                        cardinality(errors), cardinality(retry_afters_seconds),
-                                        cardinality(permanents)]) AS c(length)
-                WHERE coalesce(c.length, 0) <> n) THEN
-        RAISE EXCEPTION 'the attempt arrays differ in length (% delivery ids)', n
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Element i of every array describes attempt i; pass NULL elements for absent values.';
-    END IF;
-    IF array_position(delivery_ids, NULL) IS NOT NULL OR array_position(attempt_numbers, NULL) IS NOT NULL
-       OR array_position(started_ats, NULL) IS NOT NULL OR array_position(durations_ms, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'every attempt needs delivery_id, attempt_number, started_at and duration_ms'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Only headers, response status, body, error, retry-after and permanent may be NULL.';
-    END IF;
-
+    RETURN QUERY
     WITH reported AS (
         SELECT r.*, webhooks.attempt_outcome(r.response_status, r.permanent, r.attempt_number) AS outcome
           FROM unnest(delivery_ids, attempt_numbers, started_ats, durations_ms, headers,
                       response_statuses, response_bodies, errors, retry_afters_seconds, permanents)
-               WITH ORDINALITY
                AS r(delivery_id, attempt_number, started_at, duration_ms, request_headers,
-                    response_status, response_body, error, retry_after_seconds, permanent, ordinal)
+                    response_status, response_body, error, retry_after_seconds, permanent)
          -- In the table's order rather than the order the requests finished in: the deliveries
          -- of one event lie together, and are then finished one page at a time.
          ORDER BY r.delivery_id
@@ -841,75 +1248,123 @@ BEGIN
          -- through that index instead of their key: a VACUUM that ran while the queue was empty
          -- leaves the index's statistics saying it is empty until the next one, whatever has
          -- been queued since, and scanning it then looked cheapest. It read the whole backlog
-         -- for every batch recorded (a drain of 100,000 took 26 s instead of 3).
+         -- for every batch recorded, making a drain several times slower.
          -- Only what this session holds under a live lease: a relay cannot record an
          -- attempt at a delivery it did not claim, or whose lease another relay has taken over
          -- since. Such reports are counted as not_held and nothing of them is kept.
          WHERE d.id = r.delivery_id AND d.status NOT IN ('succeeded', 'failed')
-           AND d.leased_by = holder AND d.leased_until > now()
+           AND d.leased_by = _apply_attempts.holder AND d.leased_until > now()
         RETURNING r.*, d.endpoint_id, r.outcome <> 'retry' AS finished
-    ), attempted AS (
-        SELECT * FROM moved
     ), logged AS (
         INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at,
                                        duration_ms, request_headers, response_status,
                                        response_body, error, outcome, relay_id)
-        SELECT delivery_id, endpoint_id, attempt_number, started_at, duration_ms,
-               coalesce(request_headers, '{}'::json), response_status, response_body, error, outcome,
-               record_attempts.relay_id
-          FROM attempted
+        SELECT m.delivery_id, m.endpoint_id, m.attempt_number, m.started_at, m.duration_ms,
+               coalesce(m.request_headers, '{}'::json), m.response_status, m.response_body, m.error,
+               m.outcome, _apply_attempts.relay_id
+          FROM moved m
     ), counted AS (
         -- The batch's share of endpoint_activity, one row per endpoint, added in endpoint
         -- order so that two relays' batches lock the rows in the same order.
         INSERT INTO webhooks.endpoint_activity AS a (endpoint_id, hour, succeeded, failed, attempts,
                                                      last_attempt_at)
-        SELECT t.endpoint_id, date_trunc('hour', now()),
-               count(*) FILTER (WHERE t.finished AND t.outcome = 'succeeded'),
-               count(*) FILTER (WHERE t.finished AND t.outcome = 'failed'),
-               count(*), max(t.started_at)
-          FROM attempted t
-         GROUP BY t.endpoint_id
-         ORDER BY t.endpoint_id
+        SELECT m.endpoint_id, date_trunc('hour', now()),
+               count(*) FILTER (WHERE m.finished AND m.outcome = 'succeeded'),
+               count(*) FILTER (WHERE m.finished AND m.outcome = 'failed'),
+               count(*), max(m.started_at)
+          FROM moved m
+         GROUP BY m.endpoint_id
+         ORDER BY m.endpoint_id
             ON CONFLICT (endpoint_id, hour) DO UPDATE
            SET succeeded = a.succeeded + excluded.succeeded,
                failed = a.failed + excluded.failed,
                attempts = a.attempts + excluded.attempts,
                last_attempt_at = greatest(a.last_attempt_at, excluded.last_attempt_at)
     )
-    SELECT array_agg(outcome),
-           array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),
-           array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome = 'failed')
+    SELECT m.endpoint_id, m.outcome, m.response_status FROM moved m;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._apply_attempts(text, text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]) IS 'Internal, record_attempts'' second step: move each leased delivery on, log its attempt and count it in endpoint_activity. Returns the attempts recorded.';
+CREATE OR REPLACE FUNCTION webhooks._disable_failing_endpoints(gone_endpoints bigint[], failed_endpoints bigint[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    failing record;
+BEGIN
+    FOR failing IN
+        SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
+    LOOP
+        PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
+    END LOOP;
+    FOR failing IN
+        SELECT f.*
+          FROM (SELECT e.id, e.failure_threshold, e.failure_window,
+                       webhooks.failed_deliveries_in_window(e) AS failed
+                  FROM webhooks.endpoints e
+                 WHERE e.id = ANY (failed_endpoints) AND e.status = 'active') f
+         WHERE f.failed >= f.failure_threshold
+    LOOP
+        PERFORM webhooks.disable_endpoint(failing.id,
+            format('%s deliveries failed within %s (threshold %s)',
+                   failing.failed, failing.failure_window, failing.failure_threshold));
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._disable_failing_endpoints(bigint[], bigint[]) IS 'Internal, record_attempts'' third step: disable the endpoints that answered 410 Gone or reached their failure threshold.';
+CREATE OR REPLACE FUNCTION webhooks.record_attempts(
+    relay_id            text,
+    delivery_ids        bigint[],
+    attempt_numbers     integer[],
+    started_ats         timestamptz[],
+    durations_ms        double precision[],
+    headers             json[],
+    response_statuses   integer[],
+    response_bodies     text[],
+    errors              text[],
+    retry_afters_seconds double precision[],
+    permanents          boolean[]
+) RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
+-- Index lookups only, whatever the size of the tables when the relay's connection cached the
+-- plan, and no JIT (see claim_deliveries).
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+DECLARE
+    n                integer := coalesce(cardinality(delivery_ids), 0);
+    outcomes         text[];
+    gone_endpoints   bigint[];
+    failed_endpoints bigint[];
+BEGIN
+    IF EXISTS (SELECT FROM unnest(ARRAY[cardinality(attempt_numbers), cardinality(started_ats),
+                                        cardinality(durations_ms), cardinality(headers),
+                                        cardinality(response_statuses), cardinality(response_bodies),
+                                        cardinality(errors), cardinality(retry_afters_seconds),
+                                        cardinality(permanents)]) AS c(length)
+                WHERE coalesce(c.length, 0) <> n) THEN
+        RAISE EXCEPTION 'the attempt arrays differ in length (% delivery ids)', n
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Element i of every array describes attempt i; pass NULL elements for absent values.';
+    END IF;
+    IF array_position(delivery_ids, NULL) IS NOT NULL OR array_position(attempt_numbers, NULL) IS NOT NULL
+       OR array_position(started_ats, NULL) IS NOT NULL OR array_position(durations_ms, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'every attempt needs delivery_id, attempt_number, started_at and duration_ms'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Only headers, response status, body, error, retry-after and permanent may be NULL.';
+    END IF;
+
+    SELECT array_agg(a.outcome),
+           array_agg(DISTINCT a.endpoint_id) FILTER (WHERE a.response_status = 410),
+           array_agg(DISTINCT a.endpoint_id) FILTER (WHERE a.outcome = 'failed')
       INTO outcomes, gone_endpoints, failed_endpoints
-      FROM attempted;
-
-    -- The rules that disable an endpoint; a batch in which no delivery failed for good has
-    -- nothing to check (a 410 always fails its delivery).
+      FROM webhooks._apply_attempts(record_attempts.relay_id, webhooks._lease_holder(), delivery_ids,
+                                   attempt_numbers, started_ats, durations_ms, headers,
+                                   response_statuses, response_bodies, errors,
+                                   retry_afters_seconds, permanents) a;
+    -- A batch in which no delivery failed for good has nothing to check (a 410 always fails
+    -- its delivery).
     IF failed_endpoints IS NOT NULL THEN
-        -- 410 Gone: the receiver unsubscribes itself.
-        FOR failing IN
-            SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
-        LOOP
-            PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
-        END LOOP;
-
-        -- Too many deliveries failed for good within the endpoint's window, counted since the
-        -- last resume: a delivery has failed when its attempt was not retried (a 4xx other
-        -- than 429, a refused target) or its retries ran out. Attempts that will be retried do
-        -- not count, so a receiver down for a minute during a burst is not switched off.
-        FOR failing IN
-            SELECT e.id, e.failure_threshold, e.failure_window, f.failed
-              FROM webhooks.endpoints e
-              CROSS JOIN LATERAL (
-                  SELECT count(*) AS failed FROM webhooks.attempts a
-                   WHERE a.endpoint_id = e.id AND a.outcome = 'failed'
-                     AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) f
-             WHERE e.id = ANY (failed_endpoints) AND e.status = 'active'
-               AND f.failed >= e.failure_threshold
-        LOOP
-            PERFORM webhooks.disable_endpoint(failing.id,
-                format('%s deliveries failed within %s (threshold %s)',
-                       failing.failed, failing.failure_window, failing.failure_threshold));
-        END LOOP;
+        PERFORM webhooks._disable_failing_endpoints(gone_endpoints, failed_endpoints);
     END IF;
 
     RETURN QUERY
@@ -921,8 +1376,8 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION webhooks.record_attempts(text, jsonb);
-CREATE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb)
+COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
+CREATE OR REPLACE FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb)
 RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
@@ -950,12 +1405,13 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures. Returns the count of each outcome, and of attempts not recorded because this session holds no live lease on their delivery.';
 CREATE OR REPLACE FUNCTION webhooks.release_deliveries(relay_id text, delivery_ids bigint[],
                                             delay_ms double precision[] DEFAULT NULL)
 RETURNS integer
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
     WITH me AS (
-        SELECT webhooks.lease_holder() AS holder
+        SELECT webhooks._lease_holder() AS holder
     ), released AS (
         UPDATE webhooks.deliveries d
            SET next_attempt_at = now() + make_interval(secs => least(greatest(coalesce(x.delay_ms, 0), 0), 86400000) / 1000.0),
@@ -970,23 +1426,80 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS
     SELECT count(*)::integer FROM released
 $$;
 
-CREATE FUNCTION webhooks.work_marker(OUT events bigint, OUT deliveries bigint)
+COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give deliveries this session holds back unattempted, due again after delay_ms (at most a day).';
+CREATE OR REPLACE FUNCTION webhooks.work_marker(OUT events bigint, OUT deliveries bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM webhooks.events_id_seq s),
            (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM webhooks.deliveries_id_seq s)
 $$;
 
-ALTER FUNCTION webhooks.queue_stats() SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks.work_marker() IS 'Relay only: how far the event log''s and the deliveries'' id sequences have come; an idle relay polls it to notice new work without notifications.';
+CREATE OR REPLACE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint,
+                                     OUT awaiting_fan_out bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT count(*) FILTER (WHERE d.next_attempt_at <= now() AND coalesce(d.leased_until <= now(), true)),
+           count(*) FILTER (WHERE d.next_attempt_at > now() OR d.leased_until > now()),
+           (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled'),
+           (SELECT count(*) FROM webhooks.events_awaiting_fan_out)
+      FROM webhooks.deliveries d
+     WHERE d.status = 'pending'
+$$;
 
-ALTER FUNCTION webhooks.retry_now(bigint) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, and tracked events awaiting fan-out (the relay''s /metrics).';
+CREATE OR REPLACE FUNCTION webhooks.retry_now(endpoint_id bigint DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    moved integer;
+BEGIN
+    UPDATE webhooks.deliveries d SET next_attempt_at = now()
+     WHERE d.status = 'pending' AND d.leased_by IS NULL AND d.next_attempt_at > now()
+       AND (retry_now.endpoint_id IS NULL OR d.endpoint_id = retry_now.endpoint_id);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    IF moved > 0 THEN
+        PERFORM webhooks._wake_relay();
+    END IF;
+    RETURN moved;
+END
+$$;
 
-CREATE OR REPLACE FUNCTION webhooks.people_columns(kind text) RETURNS text[]
+COMMENT ON FUNCTION webhooks.retry_now(bigint) IS 'Make waiting retries (of one endpoint, or all when NULL) due now. Returns how many.';
+CREATE OR REPLACE FUNCTION webhooks."track_changes"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'track_changes_wrapper';
+
+COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.track attaches: track_changes(kind) fires the kind''s events, reading the people tables recorded in webhooks.tracked_tables, (docs/ats-events.md) and logs them in the writing transaction.';
+COMMENT ON FUNCTION webhooks._check_trackable(oid, text, oid, oid) IS 'Used by track: refuses a table whose rule booleans, payload timestamps or people ids have types tracking cannot use.';
+COMMENT ON FUNCTION webhooks._session_role() IS 'Internal: the role this session acts as (its user or SET ROLE), whatever security-definer functions stand between; whose rights track() checks.';
+COMMENT ON TABLE webhooks.table_kinds IS 'What webhooks.track knows how to track: each kind of ATS table, the columns it needs, and the events it fires.';
+CREATE OR REPLACE FUNCTION webhooks._people_columns(kind text) RETURNS text[]
 LANGUAGE sql IMMUTABLE RETURN CASE kind WHEN 'candidates' THEN '{id,name,email}'::pg_catalog.text[]
                                         WHEN 'job_postings' THEN '{id,title}'::pg_catalog.text[] END;
 
-ALTER FUNCTION webhooks.require_columns(regclass, text, text[]) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks._people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
+COMMENT ON TABLE webhooks.tracked_tables IS 'Tables webhooks.track has attached the tracking trigger to, with their kind and people tables.';
+CREATE OR REPLACE FUNCTION webhooks._require_columns(tbl regclass, role text, columns text[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    missing text[];
+BEGIN
+    SELECT array_agg(c ORDER BY ord) INTO missing
+      FROM unnest(columns) WITH ORDINALITY AS want(c, ord)
+     WHERE NOT EXISTS (SELECT FROM pg_attribute a
+                        WHERE a.attrelid = tbl AND a.attname = want.c AND a.attnum > 0
+                          AND NOT a.attisdropped);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'table % cannot be used as %: missing column(s) %', tbl, role,
+                        array_to_string(missing, ', ')
+            USING ERRCODE = 'undefined_column',
+                  HINT = format('As %s, a table needs the columns %s; docs/ats-events.md lists them and sql/ats_schema.sql is a reference schema.',
+                                role, array_to_string(columns, ', '));
+    END IF;
+END
+$$;
 
-CREATE FUNCTION webhooks.check_may_track(table_name regclass) RETURNS void
+COMMENT ON FUNCTION webhooks._require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
+CREATE OR REPLACE FUNCTION webhooks._check_may_track(table_name regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     owner       oid;
@@ -998,7 +1511,7 @@ BEGIN
         RAISE EXCEPTION '% is not a table', coalesce(table_name::text, 'NULL')
             USING ERRCODE = 'wrong_object_type', HINT = 'Track a plain or partitioned table.';
     END IF;
-    IF NOT pg_has_role(webhooks.session_role(), owner, 'USAGE') THEN
+    IF NOT pg_has_role(webhooks._session_role(), owner, 'USAGE') THEN
         RAISE EXCEPTION 'only the owner of % (role %) may track or untrack it', table_name, pg_get_userbyid(owner)
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('Run it as %s or a member of that role, or ask its owner to.', quote_ident(pg_get_userbyid(owner)));
@@ -1010,6 +1523,7 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION webhooks._check_may_track(regclass) IS 'Internal: refuse to track or untrack a table unless the session''s role is its owner or a member of the owning role, or a temporary table.';
 CREATE OR REPLACE FUNCTION webhooks.track(table_name regclass, kind text DEFAULT NULL,
                                candidates regclass DEFAULT NULL,
                                job_postings regclass DEFAULT NULL) RETURNS text
@@ -1019,7 +1533,7 @@ DECLARE
     relname     text;
     spec        webhooks.table_kinds;
 BEGIN
-    PERFORM webhooks.check_may_track(table_name);
+    PERFORM webhooks._check_may_track(table_name);
     SELECT n.nspname, c.relname INTO schema_name, relname
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = table_name;
@@ -1030,7 +1544,7 @@ BEGIN
                   HINT = format('Name the kind: webhooks.track(%L, kind => ...) with one of %s.', table_name,
                                 (SELECT string_agg(k.kind, ', ' ORDER BY k.kind) FROM webhooks.table_kinds k));
     END IF;
-    PERFORM webhooks.require_columns(table_name, spec.kind, spec.required_columns);
+    PERFORM webhooks._require_columns(table_name, spec.kind, spec.required_columns);
     IF spec.needs_people THEN
         candidates := coalesce(candidates, to_regclass(format('%I.candidates', schema_name)));
         job_postings := coalesce(job_postings, to_regclass(format('%I.job_postings', schema_name)));
@@ -1039,14 +1553,14 @@ BEGIN
                 USING ERRCODE = 'undefined_table',
                       HINT = 'Pass them: webhooks.track(tbl, candidates => ''my.people'', job_postings => ''my.jobs'').';
         END IF;
-        PERFORM webhooks.require_columns(candidates, 'candidates', webhooks.people_columns('candidates'));
-        PERFORM webhooks.require_columns(job_postings, 'job_postings', webhooks.people_columns('job_postings'));
+        PERFORM webhooks._require_columns(candidates, 'candidates', webhooks._people_columns('candidates'));
+        PERFORM webhooks._require_columns(job_postings, 'job_postings', webhooks._people_columns('job_postings'));
     ELSE
         candidates := NULL;
         job_postings := NULL;
     END IF;
 
-    PERFORM webhooks.check_trackable(table_name, spec.kind, candidates, job_postings);
+    PERFORM webhooks._check_trackable(table_name, spec.kind, candidates, job_postings);
 
     PERFORM webhooks.untrack(table_name, if_tracked => true);
     -- The trigger names only the kind: it reads the people tables from tracked_tables (by oid,
@@ -1061,12 +1575,13 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.track(regclass, text, regclass, regclass) IS 'Emit the documented events from changes to a table: checks its columns (naming any missing) and their types, and attaches the webhooks.track_changes AFTER INSERT OR UPDATE trigger. kind defaults to the table name.';
 CREATE OR REPLACE FUNCTION webhooks.untrack(table_name regclass, if_tracked boolean DEFAULT false) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     tracked webhooks.tracked_tables;
 BEGIN
-    PERFORM webhooks.check_may_track(table_name);
+    PERFORM webhooks._check_may_track(table_name);
     DELETE FROM webhooks.tracked_tables t WHERE t.table_name = untrack.table_name RETURNING * INTO tracked;
     IF NOT FOUND THEN
         IF if_tracked THEN
@@ -1080,25 +1595,61 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION webhooks.track_ats(text) SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks.untrack(regclass, boolean) IS 'Stop tracking a table: drops its trigger.';
+CREATE OR REPLACE FUNCTION webhooks.track_ats(schema_name text DEFAULT 'ats') RETURNS SETOF text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    k webhooks.table_kinds;
+    found_any boolean := false;
+BEGIN
+    FOR k IN SELECT * FROM webhooks.table_kinds ORDER BY kind LOOP
+        IF to_regclass(format('%I.%I', schema_name, k.kind)) IS NOT NULL THEN
+            found_any := true;
+            RETURN NEXT webhooks.track(format('%I.%I', schema_name, k.kind)::regclass);
+        END IF;
+    END LOOP;
+    IF NOT found_any THEN
+        RAISE EXCEPTION 'schema % has none of the reference tables', schema_name
+            USING ERRCODE = 'undefined_table', HINT = 'Load sql/ats_schema.sql first, or track your own tables with webhooks.track().';
+    END IF;
+END
+$$;
 
-ALTER FUNCTION webhooks.restore_setting() SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table (sql/ats_schema.sql) found in a schema.';
+CREATE OR REPLACE FUNCTION webhooks._restore_setting() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    UPDATE webhooks.settings s SET value = NEW.value, updated_at = NEW.updated_at
+     WHERE s.name = NEW.name;
+    RETURN CASE WHEN FOUND THEN NULL ELSE NEW END;
+END
+$$;
 
-ALTER FUNCTION webhooks.restore_fanout_position() SET search_path = pg_catalog, webhooks, pg_temp;
+COMMENT ON FUNCTION webhooks._restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
+CREATE OR REPLACE FUNCTION webhooks._restore_fanout_position() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    UPDATE webhooks.fanout_position
+       SET done = NEW.done, done_by = NEW.done_by, floor = NEW.floor, batch = NEW.batch,
+           batch_by = NEW.batch_by, batch_reached = NEW.batch_reached, restored = true;
+    RETURN NULL;
+END
+$$;
 
+COMMENT ON FUNCTION webhooks._restore_fanout_position() IS 'Trigger: a restored fan-out position replaces the fresh one and is marked restored, so that fan_out waits for resume_after_restore.';
 CREATE OR REPLACE FUNCTION webhooks.resume_after_restore() RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     made integer;
 BEGIN
-    PERFORM webhooks.lock_fan_out(wait => true);
+    PERFORM webhooks._lock_fan_out(wait => true);
     PERFORM FROM webhooks.fanout_position p WHERE p.restored FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'webhooks.fanout_position does not come from a restore; there is nothing to resume'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'webhooks.fan_out() runs by itself in every relay claim.';
     END IF;
-    made := webhooks.make_deliveries(ARRAY(SELECT a.id FROM webhooks.events_awaiting_fan_out a));
+    made := webhooks._make_deliveries(ARRAY(SELECT a.id FROM webhooks.events_awaiting_fan_out a));
     DELETE FROM webhooks.fanout_marks;
     UPDATE webhooks.fanout_position
        SET done = pg_current_snapshot(), done_by = pg_current_xact_id(),
@@ -1108,11 +1659,12 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION webhooks.resume_after_restore() IS 'After restoring a dump: make the deliveries of the tracked events the dumped cluster had not fanned out, then restart fan-out at the end of the log. Run once the restore is complete, before applications write again.';
+
 ------------------------------------------------------------------------------------------
 -- Writers never notify: relays poll webhooks.work_marker() while idle
 ------------------------------------------------------------------------------------------
 
-DROP FUNCTION webhooks.set_relay_asleep(text, boolean);
 DROP TABLE webhooks.sleeping_relays;
 
 
@@ -1122,7 +1674,7 @@ DROP TABLE webhooks.sleeping_relays;
 
 DROP TRIGGER endpoint_history_append_only ON webhooks.endpoint_history;
 CREATE TRIGGER endpoint_history_append_only BEFORE UPDATE OR DELETE ON webhooks.endpoint_history
-    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_history_change();
+    FOR EACH ROW EXECUTE FUNCTION webhooks._refuse_history_change();
 
 -- Endpoints deleted before this update keep only the audit line delete_endpoint now leaves:
 -- that the endpoint existed and was deleted, by whom and when, without its URL or name.
@@ -1148,97 +1700,99 @@ END
 $forget$;
 
 ------------------------------------------------------------------------------------------
--- Privileges (privileges.sql as 0.2.0 has them)
+-- The payload limit has one home, webhooks.max_payload_bytes()
 ------------------------------------------------------------------------------------------
+
+ALTER DOMAIN webhooks.event_data DROP CONSTRAINT event_data_at_most_256_kib;
+ALTER DOMAIN webhooks.event_data ADD CONSTRAINT event_data_at_most_256_kib
+    CHECK (pg_catalog.pg_column_size(VALUE) OPERATOR(pg_catalog.<=) webhooks.max_payload_bytes());
+
+------------------------------------------------------------------------------------------
+-- Privileges: what 0.1.0 granted and 0.2.0 does not, then privileges.sql as 0.2.0 has it
+------------------------------------------------------------------------------------------
+
+REVOKE USAGE ON SCHEMA webhooks FROM webhooks_admin, webhooks_relay, webhooks_reader;
+REVOKE SELECT ON webhooks.endpoints FROM webhooks_admin;
+REVOKE EXECUTE ON FUNCTION webhooks.fan_out(integer), webhooks.disable_endpoint(bigint, text),
+                           webhooks.iso8601(timestamptz)
+FROM webhooks_relay;
+REVOKE SELECT ON webhooks.endpoints, webhooks.events, webhooks.settings FROM webhooks_relay;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks FROM PUBLIC;
-REVOKE USAGE ON SCHEMA webhooks FROM webhooks_admin, webhooks_relay, webhooks_reader;
 
+-- USAGE lets a role name the schema's objects; what it may do with them is granted below.
+-- Writers of tracked tables need nothing here: the tracking trigger writes the log itself.
+GRANT USAGE ON SCHEMA webhooks TO PUBLIC;
+
+-- Emitters: log events that are signed and sent to every subscribed endpoint. A right the DBA
+-- grants (GRANT webhooks_emitter TO app), never PUBLIC's.
 GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb) TO webhooks_emitter;
 
-GRANT EXECUTE ON FUNCTION webhooks.update_endpoint(bigint, jsonb) TO webhooks_admin;
+-- Admins: manage endpoints, settings and tracking, and read everything but signing secrets,
+-- which create_endpoint and rotate_secret show once.
+GRANT EXECUTE ON FUNCTION
+    webhooks.set_setting(text, text),
+    webhooks.list_event_types(),
+    webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval),
+    webhooks.update_endpoint(bigint, jsonb),
+    webhooks.pause_endpoint(bigint),
+    webhooks.resume_endpoint(bigint),
+    webhooks.disable_endpoint(bigint, text),
+    webhooks.rotate_secret(bigint, text),
+    webhooks.delete_endpoint(bigint),
+    webhooks.send_test_ping(bigint),
+    webhooks.replay(bigint, timestamptz, timestamptz, text[]),
+    webhooks.redeliver(bigint),
+    webhooks.retry_now(bigint),
+    webhooks.fan_out(integer),
+    webhooks.resume_after_restore(),
+    webhooks.track(regclass, text, regclass, regclass),
+    webhooks.untrack(regclass, boolean),
+    webhooks.track_ats(text),
+    webhooks.iso8601(timestamptz),
+    webhooks.generate_secret(),
+    webhooks.check_endpoint_url(text, boolean)
+TO webhooks_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 REVOKE SELECT ON webhooks.endpoints FROM webhooks_admin;
 GRANT SELECT (id, name, description, url, events, status, disabled_reason, disabled_at, rate_limit,
               failure_window, failure_threshold, failures_counted_since, created_at, updated_at)
     ON webhooks.endpoints TO webhooks_admin;
 
-REVOKE EXECUTE ON FUNCTION webhooks.fan_out(integer), webhooks.disable_endpoint(bigint, text),
-                           webhooks.iso8601(timestamptz)
-FROM webhooks_relay;
-REVOKE SELECT ON webhooks.endpoints, webhooks.events, webhooks.settings FROM webhooks_relay;
+-- Readers: the log, the deliveries and the operator views; never secrets.
+GRANT EXECUTE ON FUNCTION webhooks.list_event_types(), webhooks.iso8601(timestamptz) TO webhooks_reader;
+GRANT SELECT ON webhooks.tracked_tables, webhooks.table_kinds TO webhooks_reader;
+GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries, webhooks.subscription_periods,
+                webhooks.fanout_position, webhooks.fanout_marks, webhooks.events_awaiting_fan_out,
+                webhooks.attempts, webhooks.endpoint_activity, webhooks.endpoint_history, webhooks.subscriptions,
+                webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
+TO webhooks_reader;
+
+-- Relays: exactly the calls webhook-relay makes, and no table rights. Claims return what a
+-- request needs (URL, secret, body); records and releases reach only this session's leases.
 GRANT EXECUTE ON FUNCTION
+    webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]),
     webhooks.record_attempts(text, jsonb),
     webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]),
-    webhooks.lease_key(text),
-    webhooks.work_marker()
+    webhooks.queue_stats(),
+    webhooks.release_deliveries(text, bigint[], double precision[]),
+    webhooks.work_marker(),
+    webhooks.lease_key(text)
 TO webhooks_relay;
-GRANT EXECUTE ON FUNCTION webhooks.max_lease() TO webhooks_admin, webhooks_reader, webhooks_relay;
-GRANT SELECT ON webhooks.subscription_periods, webhooks.endpoint_status TO webhooks_admin, webhooks_reader;
 
+-- The delivery rules are pure functions; anyone who can read the log may evaluate them.
+GRANT EXECUTE ON FUNCTION webhooks.max_attempts(), webhooks.retry_delay(integer),
+                          webhooks.attempt_outcome(integer, boolean, integer), webhooks.max_lease()
+TO webhooks_admin, webhooks_reader, webhooks_relay;
 
-COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide switch (allow_http, outreach_addon). Admin only. Turning allow_http off disables every plain-http endpoint.';
-COMMENT ON FUNCTION webhooks.list_event_types() IS 'Every event type with its category, description, required add-on and whether it is available now.';
-COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, integer, timestamptz, interval) IS 'Create an endpoint subscribed to event types and/or categories (''application.*''). Returns its id and signing secret. backfill_since queues past events from the log.';
-COMMENT ON FUNCTION webhooks.update_endpoint(bigint, jsonb) IS 'Change url, name, description, events, rate_limit or failure_window: keys present in the JSON object are changed, others kept. Returns the endpoint as endpoint_list shows it (no secret).';
-COMMENT ON FUNCTION webhooks.pause_endpoint(bigint) IS 'Stop deliveries. Events that fire while paused are not queued; already queued deliveries wait for resume.';
-COMMENT ON FUNCTION webhooks.resume_endpoint(bigint) IS 'Re-enable a paused or disabled endpoint and reset its failure counter.';
-COMMENT ON FUNCTION webhooks.disable_endpoint(bigint, text) IS 'Disable an endpoint, recording why. The relay calls it on 410 Gone and on too many failures.';
-COMMENT ON FUNCTION webhooks.rotate_secret(bigint, text) IS 'Replace the signing secret (generated, or the one given). The old secret stops signing at once.';
-COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS 'Delete an endpoint with its subscriptions, deliveries, attempts and history, leaving one audit line (deleted, by whom, when; no URL or name). The event log stays.';
-COMMENT ON FUNCTION webhooks.send_test_ping(bigint) IS 'Queue a test.ping event with data {} for this endpoint only. Returns the event id.';
-COMMENT ON FUNCTION webhooks.emit(text, jsonb) IS 'Log an event and queue one delivery per active subscribed endpoint, in the caller''s transaction. Returns the event id. Members of webhooks_emitter only; refuses test.ping and the events of add-ons that are off.';
-COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS 'Queue logged events of [since, until) to an endpoint again, optionally only some types. Returns how many were queued.';
-COMMENT ON FUNCTION webhooks.redeliver(bigint) IS 'Send one delivery again now, starting a fresh retry schedule.';
-COMMENT ON FUNCTION webhooks.iso8601(timestamptz) IS 'Format a timestamp as ISO 8601 UTC with whole seconds and Z, as in webhook payloads.';
-COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new 256-bit signing secret (whsec_ + 64 hex digits).';
-COMMENT ON FUNCTION webhooks.check_endpoint_url(text, boolean) IS 'Validate and normalise an endpoint URL; raises an error naming the problem.';
-COMMENT ON VIEW webhooks.endpoint_list IS 'Endpoints without their secrets.';
-COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status: pending deliveries, deliveries succeeded and failed for good in the last 24 h, and failed_deliveries_in_window, the count auto-disable compares with the threshold.';
-COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoint and attempts (request headers, response status, timing).';
-COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
-COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
-COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (every other 4xx but 429, a refused target, or the last attempt) or retry (429, 5xx, 3xx, timeouts, network and TLS errors).';
-COMMENT ON FUNCTION webhooks.make_deliveries(bigint[]) IS 'The deliveries of the given events, one per endpoint that took the event''s type at the event''s time (webhooks.subscription_periods) and still exists; fan_out and resume_after_restore use it.';
-COMMENT ON FUNCTION webhooks.resume_after_restore() IS 'After restoring a dump: make the deliveries of the tracked events the dumped cluster had not fanned out, then restart fan-out at the end of the log. Run once the restore is complete, before applications write again.';
-COMMENT ON FUNCTION webhooks.restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
-COMMENT ON FUNCTION webhooks.restore_fanout_position() IS 'Trigger: a restored fan-out position replaces the fresh one and is marked restored, so that fan_out waits for resume_after_restore.';
-COMMENT ON FUNCTION webhooks.fan_out(integer) IS 'Make the deliveries of up to max_events committed tracked events (webhooks.events_awaiting_fan_out); every claim runs it first. Returns the number of deliveries made.';
-COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
-COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
-COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures. Returns the count of each outcome, and of attempts not recorded because this session holds no live lease on their delivery.';
-COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, and tracked events awaiting fan-out (the relay''s /metrics).';
-COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give deliveries this session holds back unattempted, due again after delay_ms (at most a day).';
-COMMENT ON FUNCTION webhooks.retry_now(bigint) IS 'Make waiting retries (of one endpoint, or all when NULL) due now. Returns how many.';
-COMMENT ON FUNCTION webhooks.track(regclass, text, regclass, regclass) IS 'Emit the documented events from changes to a table: checks its columns (naming any missing) and their types, and attaches the webhooks.track_changes AFTER INSERT OR UPDATE trigger. kind defaults to the table name.';
-COMMENT ON FUNCTION webhooks.untrack(regclass, boolean) IS 'Stop tracking a table: drops its trigger.';
-COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table (sql/ats_schema.sql) found in a schema.';
-COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.track attaches: track_changes(kind) fires the kind''s events, reading the people tables recorded in webhooks.tracked_tables, (docs/ats-events.md) and logs them in the writing transaction.';
-COMMENT ON FUNCTION webhooks.check_trackable(oid, text, oid, oid) IS 'Used by track: refuses a table whose rule booleans, payload timestamps or people ids have types tracking cannot use.';
-COMMENT ON FUNCTION webhooks.require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
-COMMENT ON FUNCTION webhooks.people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
-COMMENT ON FUNCTION webhooks.work_marker() IS 'Relay only: how far the event log''s and the deliveries'' id sequences have come; an idle relay polls it to notice new work without notifications.';
-COMMENT ON FUNCTION webhooks.ended_in(xid8, pg_snapshot, xid8) IS 'Whether a transaction had ended in a snapshot taken by another (or the same) transaction: the rule of webhooks.fan_out''s rounds.';
-COMMENT ON FUNCTION webhooks.setting_enabled(text) IS 'Internal: whether a boolean setting of webhooks.settings is on.';
-COMMENT ON FUNCTION webhooks.resolve_event_selection(text[]) IS 'Internal: expand a subscription''s event types and ''category.*'' patterns to event types, refusing unknown ones and types whose add-on is off.';
-COMMENT ON FUNCTION webhooks.lock_endpoint(bigint) IS 'Internal: lock an endpoint row for a change, or fail naming the id.';
-COMMENT ON FUNCTION webhooks.record_history(bigint, text, jsonb) IS 'Internal: append an endpoint configuration change to webhooks.endpoint_history.';
-COMMENT ON FUNCTION webhooks.check_secret(text) IS 'Internal: refuse a signing secret shorter than 24 characters, with spaces, or with less than 128 bits of variety (Shannon estimate).';
-COMMENT ON FUNCTION webhooks.check_rate_limit(integer) IS 'Internal: refuse a rate limit outside 1 to 100000 requests per second (NULL means none).';
-COMMENT ON FUNCTION webhooks.check_failure_window(interval) IS 'Internal: refuse a failure window outside 1 minute to 30 days.';
-COMMENT ON FUNCTION webhooks.checked_url(text) IS 'Internal: an endpoint URL checked by check_endpoint_url, with plain http allowed only when the allow_http setting is on.';
-COMMENT ON FUNCTION webhooks.wake_relay() IS 'Internal: NOTIFY webhooks_work at commit, after an operator''s action made existing deliveries due; writers never notify.';
-COMMENT ON FUNCTION webhooks.queue_from_log(bigint, timestamptz, timestamptz, text[]) IS 'Internal: queue deliveries of logged events to one endpoint (replay); existing ones start a new round. The caller holds the endpoint''s row lock.';
-COMMENT ON FUNCTION webhooks.refuse_log_change() IS 'Trigger of the append-only logs: refuses UPDATE, DELETE and TRUNCATE.';
-COMMENT ON TABLE webhooks.table_kinds IS 'What webhooks.track knows how to track: each kind of ATS table, the columns it needs, and the events it fires.';
-COMMENT ON TABLE webhooks.tracked_tables IS 'Tables webhooks.track has attached the tracking trigger to, with their kind and people tables.';
-COMMENT ON FUNCTION webhooks.max_lease() IS 'The longest lease claim_deliveries grants: 1 hour.';
-COMMENT ON FUNCTION webhooks.lease_key(text) IS 'Relay only: this session''s lease key (made on first use, or the one given back after a reconnect). Records and releases reach only the leases taken with it.';
-COMMENT ON FUNCTION webhooks.lease_holder() IS 'Internal: what deliveries.leased_by holds for this session''s leases: 64 bits of the SHA-256 of the session''s lease key.';
-COMMENT ON FUNCTION webhooks.lock_fan_out(boolean) IS 'Internal: the transaction-scoped lock that makes fan-out rounds run one at a time, in an advisory lock class no SQL role can take (pg_locks: advisory, objsubid 30568).';
-COMMENT ON FUNCTION webhooks.session_role() IS 'Internal: the role this session acts as (its user or SET ROLE), whatever security-definer functions stand between; whose rights track() checks.';
-COMMENT ON FUNCTION webhooks.check_may_track(regclass) IS 'Internal: refuse to track or untrack a table unless the session''s role is its owner or a member of the owning role, or a temporary table.';
-COMMENT ON FUNCTION webhooks.endpoint_changed(bigint) IS 'Internal: NOTIFY webhooks_endpoint_changed with the endpoint id at commit, so that relays stop using what their claims said about it.';
-COMMENT ON FUNCTION webhooks.refuse_history_change() IS 'Trigger of webhooks.endpoint_history: refuses UPDATE and DELETE, except delete_endpoint deleting the history of the endpoint it deletes.';
-COMMENT ON FUNCTION webhooks.sync_subscription_periods(bigint) IS 'Internal: end and start an endpoint''s subscription periods so that they say what it takes from now on (active, subscribed, add-on on).';
-COMMENT ON TABLE webhooks.subscription_periods IS 'When each endpoint took each event type (active, subscribed, add-on on): who gets a tracked event is decided at the event''s time, however late fan-out reaches it.';
+-- Read by webhooks.events_awaiting_fan_out, whose readers need to run it.
+GRANT EXECUTE ON FUNCTION webhooks._ended_in(xid8, pg_snapshot, xid8)
+TO webhooks_reader, webhooks_admin, webhooks_relay;
+
+-- Read by webhooks.endpoint_status, whose readers need to run it.
+GRANT EXECUTE ON FUNCTION webhooks.failed_deliveries_in_window(webhooks.endpoints)
+TO webhooks_reader, webhooks_admin;
+
+-- The payload limit is a constant anyone may read (the event_data domain's check calls it).
+GRANT EXECUTE ON FUNCTION webhooks.max_payload_bytes() TO PUBLIC;

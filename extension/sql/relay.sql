@@ -1,6 +1,23 @@
 -- pg_webhooks: the relay's side of the queue. A relay claims due deliveries under a lease,
 -- sends them, and reports every attempt back here; the delivery rules (what is retried, when,
 -- and when an endpoint is disabled) live in this file so that a DBA can read them with \sf.
+--
+-- The path of a tracked INSERT to its receiver, in the order of this file:
+--   1. the tracking trigger (webhooks.track_changes, tracking.sql) logs the event in
+--      webhooks.events with its transaction's id, in the writer's transaction;
+--   2. fan_out(), which every claim runs first, takes the events of the transactions that
+--      have committed since its last round, and _make_deliveries() makes one delivery per
+--      endpoint that took the event's type at the event's time;
+--   3. claim_deliveries() leases due deliveries to a relay, with their rendered bodies
+--      (_event_body());
+--   4. the relay signs and POSTs each one, and record_attempts() moves it on: succeeded,
+--      retried (retry_delay()), or failed (attempt_outcome()), disabling the endpoint when the
+--      rules say so (_disable_failing_endpoints()).
+-- An emitted event (webhooks.emit, api.sql) gets its deliveries in the emitting transaction
+-- and joins the path at step 3.
+
+-- Native functions this file uses (extension/src/), described here.
+COMMENT ON FUNCTION webhooks._lock_fan_out(boolean) IS 'Internal: the transaction-scoped lock that makes fan-out rounds run one at a time, in an advisory lock class no SQL role can take (pg_locks: advisory, objsubid 30568).';
 
 ------------------------------------------------------------------------------------------
 -- Delivery rules
@@ -9,6 +26,7 @@
 -- Attempts in all: the first at once, then the six retries of retry_delay().
 CREATE FUNCTION webhooks.max_attempts() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN 7;
+COMMENT ON FUNCTION webhooks.max_attempts() IS 'Attempts per delivery before it is failed: 7 (the first at once, then six retries).';
 
 -- The rules below are called once per attempt inside record_attempts' statement. They have
 -- no SET clause (and name everything with its schema) so that the planner inlines them: a SET
@@ -20,6 +38,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT (ARRAY[interval '1 minute', interval '5 minutes', interval '30 minutes',
                   interval '2 hours', interval '8 hours', interval '16 hours'])[failed_attempt]
 $$;
+COMMENT ON FUNCTION webhooks.retry_delay(integer) IS 'Wait after failed attempt n before the next: 1 min, 5 min, 30 min, 2 h, 8 h, 16 h; NULL after the sixth.';
 
 -- What one attempt means for its delivery: 'succeeded', 'retry' or 'failed'.
 --   2xx                              succeeded
@@ -38,16 +57,17 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         ELSE 'retry'
     END
 $$;
+COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succeeded (2xx), failed (every other 4xx but 429, a refused target, or the last attempt) or retry (429, 5xx, 3xx, timeouts, network and TLS errors).';
 
 ------------------------------------------------------------------------------------------
--- Claim
+-- Leases
 ------------------------------------------------------------------------------------------
 
 -- Whose lease is whose. Every member of webhooks_relay may claim, so a relay id (which a
 -- relay chooses, and which other relays could guess) cannot be what lets a relay record or
 -- release a delivery. Each session that claims has a lease key: a random UUID's 122 bits,
 -- made by the server and kept in the session's own setting webhooks.lease_key, which no other
--- session can read. A lease names its holder by a digest of that key (lease_holder), so that
+-- session can read. A lease names its holder by a digest of that key (_lease_holder), so that
 -- deliveries.leased_by, which operators read, does not give the key away; attempts.relay_id
 -- names the relay. The digest is shorter than most relay ids, so a lease still fits on its
 -- page (see the fillfactor of webhooks.deliveries).
@@ -55,6 +75,7 @@ $$;
 -- The longest lease a claim may take: a lease is how long a crashed relay's work stays parked.
 CREATE FUNCTION webhooks.max_lease() RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE RETURN interval '1 hour';
+COMMENT ON FUNCTION webhooks.max_lease() IS 'The longest lease claim_deliveries grants: 1 hour.';
 
 -- This session's lease key: the one given (a relay that reconnects keeps its leases), else
 -- the session's own, made on first use.
@@ -78,18 +99,24 @@ BEGIN
     RETURN key;
 END
 $$;
+COMMENT ON FUNCTION webhooks.lease_key(text) IS 'Relay only: this session''s lease key (made on first use, or the one given back after a reconnect). Records and releases reach only the leases taken with it.';
 
 -- What deliveries.leased_by holds for this session's leases: 64 bits of the key's SHA-256.
-CREATE FUNCTION webhooks.lease_holder() RETURNS text
+CREATE FUNCTION webhooks._lease_holder() RETURNS text
 LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT left(encode(sha256(convert_to(webhooks.lease_key(), 'UTF8')), 'hex'), 16)
 $$;
+COMMENT ON FUNCTION webhooks._lease_holder() IS 'Internal: what deliveries.leased_by holds for this session''s leases: 64 bits of the SHA-256 of the session''s lease key.';
 
+
+------------------------------------------------------------------------------------------
+-- Fan-out: committed tracked events get their deliveries
+------------------------------------------------------------------------------------------
 
 -- The deliveries of events `event_ids`: one per endpoint that, at the event's time, was active
 -- and subscribed to its type with the type's add-on on (webhooks.subscription_periods), and
 -- still exists. Returns how many were made.
-CREATE FUNCTION webhooks.make_deliveries(event_ids bigint[]) RETURNS integer
+CREATE FUNCTION webhooks._make_deliveries(event_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     made integer;
@@ -107,9 +134,85 @@ BEGIN
     RETURN made;
 END
 $$;
+COMMENT ON FUNCTION webhooks._make_deliveries(bigint[]) IS 'The deliveries of the given events, one per endpoint that took the event''s type at the event''s time (webhooks.subscription_periods) and still exists; fan_out and resume_after_restore use it.';
+
+-- Fan-out, in four steps: fan_out checks that a round may run, _mark_log_position notes how
+-- far the log had come, _events_of_round takes the round's events and _make_deliveries their
+-- deliveries, and _advance_fan_out records how far the rounds have come.
+
+-- The mark: how far the log had come when this transaction started, for the rounds to come
+-- (webhooks.fanout_marks). The sequence first, then this transaction's id, so it must run
+-- before the transaction has an id. A sequence that hands out cached ranges could give an old
+-- value later, so it only counts without a cache. No new mark while the log has not grown, so
+-- that an idle round writes nothing.
+CREATE FUNCTION webhooks._mark_log_position() RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    INSERT INTO webhooks.fanout_marks (xid, last_id)
+    SELECT pg_current_xact_id(), l.last_id
+      FROM (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END AS last_id
+              FROM webhooks.events_id_seq s) l
+     WHERE (SELECT q.seqcache FROM pg_sequence q
+             WHERE q.seqrelid = 'webhooks.events_id_seq'::regclass) = 1
+       AND l.last_id > coalesce((SELECT m.last_id FROM webhooks.fanout_marks m
+                                  ORDER BY m.xid DESC LIMIT 1), 0)
+$$;
+COMMENT ON FUNCTION webhooks._mark_log_position() IS 'Internal, a step of fan_out: note how far the event log had come when this transaction started (webhooks.fanout_marks).';
+
+-- A round's events: ended in its snapshot and not in the previous one, in log order from
+-- where it stopped (along the key), at most max_events.
+CREATE FUNCTION webhooks._events_of_round(pos webhooks.fanout_position, max_events integer)
+RETURNS bigint[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    RETURN (SELECT coalesce(array_agg(q.id ORDER BY q.id), '{}')
+              FROM (SELECT ev.id
+                      FROM webhooks.events ev
+                     WHERE ev.id > pos.batch_reached
+                       AND ev.fanout_xid IS NOT NULL
+                       AND webhooks._ended_in(ev.fanout_xid, pos.batch, pos.batch_by)
+                       AND NOT webhooks._ended_in(ev.fanout_xid, pos.done, pos.done_by)
+                     ORDER BY ev.id
+                     LIMIT _events_of_round.max_events) q);
+END
+$$;
+COMMENT ON FUNCTION webhooks._events_of_round(webhooks.fanout_position, integer) IS 'Internal, a step of fan_out: the round''s events, ended in its snapshot and not in the previous one, in log order.';
+
+-- After a round's deliveries are made: a round stopped short goes on in the same snapshot
+-- next time; a complete one becomes the previous round, and the floor moves up to the newest
+-- mark that bounds the events not yet ended.
+CREATE FUNCTION webhooks._advance_fan_out(pos webhooks.fanout_position, fresh boolean,
+                                         taken bigint[], max_events integer) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    mark webhooks.fanout_marks;
+BEGIN
+    IF cardinality(taken) = max_events THEN
+        UPDATE webhooks.fanout_position
+           SET batch = pos.batch, batch_by = pos.batch_by, batch_reached = taken[cardinality(taken)];
+        RETURN;
+    END IF;
+    -- The round is complete. Its events not yet ended belong to transactions no older than
+    -- the snapshot's oldest running one (or the round's own), so the newest mark older than
+    -- that bounds them from below.
+    SELECT * INTO mark
+      FROM webhooks.fanout_marks m
+     WHERE m.xid < least(pg_snapshot_xmin(pos.batch), pos.batch_by)
+     ORDER BY m.xid DESC
+     LIMIT 1;
+    IF fresh AND cardinality(taken) = 0 AND coalesce(mark.last_id, 0) <= pos.floor THEN
+        -- Nothing taken and the floor stays: keeping the previous snapshot loses nothing.
+        RETURN;
+    END IF;
+    UPDATE webhooks.fanout_position
+       SET done = pos.batch, done_by = pos.batch_by, floor = greatest(pos.floor, mark.last_id),
+           batch = NULL, batch_by = NULL, batch_reached = NULL;
+    DELETE FROM webhooks.fanout_marks m WHERE m.xid < mark.xid;
+END
+$$;
+COMMENT ON FUNCTION webhooks._advance_fan_out(webhooks.fanout_position, boolean, bigint[], integer) IS 'Internal, the last step of fan_out: record where the round stopped, or close it and move the floor.';
 
 -- Make the deliveries of committed tracked events (webhooks.events_awaiting_fan_out): one per
--- active endpoint subscribed to the event's type that existed when the event was logged.
+-- endpoint that took the event's type at the event's time (_make_deliveries).
 -- A round takes, in log order, the events whose transactions ended after the previous round's
 -- snapshot and before its own (webhooks.fanout_position explains the bookkeeping). Rounds run
 -- one at a time: a concurrent caller returns 0 at once rather than wait, since the round in
@@ -124,7 +227,6 @@ DECLARE
     fresh    boolean;
     taken    bigint[];
     made     integer;
-    mark     webhooks.fanout_marks;
 BEGIN
     IF max_events IS NULL OR max_events < 1 THEN
         RAISE EXCEPTION 'max_events must be a positive number, not %', coalesce(max_events::text, 'NULL')
@@ -141,7 +243,7 @@ BEGIN
     END IF;
     -- Not the position's row lock: a row lock would give this transaction its id before the
     -- mark below is read. An advisory lock no SQL role can take (extension/src/fan_out_lock.rs).
-    IF NOT webhooks.lock_fan_out(wait => false) THEN
+    IF NOT webhooks._lock_fan_out(wait => false) THEN
         RETURN 0;
     END IF;
     SELECT * INTO STRICT pos FROM webhooks.fanout_position;
@@ -157,17 +259,7 @@ BEGIN
         RETURN 0;
     END IF;
     IF pg_current_xact_id_if_assigned() IS NULL THEN
-        -- The mark: the sequence first, then this transaction's id. A sequence that hands out
-        -- cached ranges could give an old value later, so it only counts without a cache. No
-        -- new mark while the log has not grown, so that an idle round writes nothing.
-        INSERT INTO webhooks.fanout_marks (xid, last_id)
-        SELECT pg_current_xact_id(), l.last_id
-          FROM (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END AS last_id
-                  FROM webhooks.events_id_seq s) l
-         WHERE (SELECT q.seqcache FROM pg_sequence q
-                 WHERE q.seqrelid = 'webhooks.events_id_seq'::regclass) = 1
-           AND l.last_id > coalesce((SELECT m.last_id FROM webhooks.fanout_marks m
-                                      ORDER BY m.xid DESC LIMIT 1), 0);
+        PERFORM webhooks._mark_log_position();
     END IF;
     fresh := pos.batch IS NULL;
     IF fresh THEN
@@ -176,44 +268,48 @@ BEGIN
         pos.batch_by := pg_current_xact_id_if_assigned();
         pos.batch_reached := pos.floor;
     END IF;
-    -- The round's events: ended in its snapshot and not in the previous one, in log order from
-    -- where it stopped (along the key).
-    SELECT coalesce(array_agg(q.id ORDER BY q.id), '{}') INTO taken
-      FROM (SELECT ev.id
-              FROM webhooks.events ev
-             WHERE ev.id > pos.batch_reached
-               AND ev.fanout_xid IS NOT NULL
-               AND webhooks.ended_in(ev.fanout_xid, pos.batch, pos.batch_by)
-               AND NOT webhooks.ended_in(ev.fanout_xid, pos.done, pos.done_by)
-             ORDER BY ev.id
-             LIMIT fan_out.max_events) q;
-    -- make_deliveries' statement is planned afresh for each array of ids: skip it when empty.
-    made := CASE WHEN cardinality(taken) > 0 THEN webhooks.make_deliveries(taken) ELSE 0 END;
-    IF cardinality(taken) = fan_out.max_events THEN
-        -- Stopped short: the next round goes on in the same snapshot.
-        UPDATE webhooks.fanout_position
-           SET batch = pos.batch, batch_by = pos.batch_by, batch_reached = taken[cardinality(taken)];
-        RETURN made;
-    END IF;
-    -- The round is complete. Its events not yet ended belong to transactions no older than
-    -- the snapshot's oldest running one (or the round's own), so the newest mark older than
-    -- that bounds them from below.
-    SELECT * INTO mark
-      FROM webhooks.fanout_marks m
-     WHERE m.xid < least(pg_snapshot_xmin(pos.batch), pos.batch_by)
-     ORDER BY m.xid DESC
-     LIMIT 1;
-    IF fresh AND cardinality(taken) = 0 AND coalesce(mark.last_id, 0) <= pos.floor THEN
-        -- Nothing taken and the floor stays: keeping the previous snapshot loses nothing.
-        RETURN 0;
-    END IF;
-    UPDATE webhooks.fanout_position
-       SET done = pos.batch, done_by = pos.batch_by, floor = greatest(pos.floor, mark.last_id),
-           batch = NULL, batch_by = NULL, batch_reached = NULL;
-    DELETE FROM webhooks.fanout_marks m WHERE m.xid < mark.xid;
+    taken := webhooks._events_of_round(pos, fan_out.max_events);
+    -- _make_deliveries' statement is planned afresh for each array of ids: skip it when empty.
+    made := CASE WHEN cardinality(taken) > 0 THEN webhooks._make_deliveries(taken) ELSE 0 END;
+    PERFORM webhooks._advance_fan_out(pos, fresh, taken, fan_out.max_events);
     RETURN made;
 END
 $$;
+COMMENT ON FUNCTION webhooks.fan_out(integer) IS 'Make the deliveries of up to max_events committed tracked events (webhooks.events_awaiting_fan_out); every claim runs it first. Returns the number of deliveries made.';
+
+------------------------------------------------------------------------------------------
+-- Claim
+------------------------------------------------------------------------------------------
+
+-- Refuse a claim without a relay id, or with a lease that is not positive or is longer than
+-- max_lease().
+CREATE FUNCTION webhooks._check_claim(relay_id text, lease interval) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    IF lease IS NULL OR lease <= interval '0' OR lease > webhooks.max_lease() THEN
+        RAISE EXCEPTION 'lease % is not valid', coalesce(lease::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give a lease longer than the request timeout and at most ' || webhooks.max_lease() || ' (webhooks.max_lease()).';
+    END IF;
+    IF coalesce(btrim(relay_id), '') = '' THEN
+        RAISE EXCEPTION 'a relay id is required'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the relay, for example its host name and process id.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION webhooks._check_claim(text, interval) IS 'Internal: refuse a claim without a relay id or with a lease that is not positive or longer than max_lease().';
+
+-- The request body, byte for byte what is signed and sent: {"event", "created_at", "data"}
+-- (docs/ats-events.md). No SET clause, so that the planner inlines it into the claim; every
+-- name is schema-qualified instead.
+CREATE FUNCTION webhooks._event_body(event_type text, created_at timestamptz, data jsonb) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT '{"event":' OPERATOR(pg_catalog.||) pg_catalog.to_json(event_type)::pg_catalog.text
+           OPERATOR(pg_catalog.||) ',"created_at":"' OPERATOR(pg_catalog.||) webhooks.iso8601(created_at)
+           OPERATOR(pg_catalog.||) '","data":' OPERATOR(pg_catalog.||) data::pg_catalog.text
+           OPERATOR(pg_catalog.||) '}'
+$$;
+COMMENT ON FUNCTION webhooks._event_body(text, timestamptz, jsonb) IS 'The request body as signed and sent: {"event", "created_at", "data"}.';
 
 CREATE FUNCTION webhooks.claim_deliveries(
     relay_id          text,
@@ -242,18 +338,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_tem
 SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
-    holder text := webhooks.lease_holder();
+    holder text := webhooks._lease_holder();
 BEGIN
-    IF claim_deliveries.lease IS NULL OR claim_deliveries.lease <= interval '0'
-       OR claim_deliveries.lease > webhooks.max_lease() THEN
-        RAISE EXCEPTION 'lease % is not valid', coalesce(claim_deliveries.lease::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Give a lease longer than the request timeout and at most ' || webhooks.max_lease() || ' (webhooks.max_lease()).';
-    END IF;
-    IF coalesce(btrim(claim_deliveries.relay_id), '') = '' THEN
-        RAISE EXCEPTION 'a relay id is required'
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Name the relay, for example its host name and process id.';
-    END IF;
+    PERFORM webhooks._check_claim(claim_deliveries.relay_id, claim_deliveries.lease);
     -- Tracked events committed since the last claim get their deliveries first, so that this
     -- claim can already take them.
     PERFORM webhooks.fan_out(greatest(claim_deliveries.max_deliveries, 1) * 4);
@@ -297,9 +384,7 @@ BEGIN
     -- Rendering is most of the claim's work per row (jsonb's text output).
     SELECT l.id, l.event_id, l.endpoint_id, l.attempts + 1, ev.event_type,
            CASE WHEN row_number() OVER (PARTITION BY l.event_id) = 1 THEN
-               '{"event":' || to_json(ev.event_type)::text
-                 || ',"created_at":"' || webhooks.iso8601(ev.created_at)
-                 || '","data":' || ev.data::text || '}'
+               webhooks._event_body(ev.event_type, ev.created_at, ev.data)
            END,
            e.url, e.secret, e.rate_limit, l.leased_until
       FROM leased l
@@ -307,17 +392,22 @@ BEGIN
       JOIN webhooks.endpoints e ON e.id = l.endpoint_id;
 END
 $$;
+COMMENT ON FUNCTION webhooks.claim_deliveries(text, integer, interval, integer, bigint[], integer[]) IS 'Relay only: lease up to max_deliveries due deliveries of active endpoints (FOR UPDATE SKIP LOCKED), with the rendered body, URL and secret.';
 
 ------------------------------------------------------------------------------------------
 -- Record and release
 ------------------------------------------------------------------------------------------
 
--- The relay's form: one array per field, element i of each describing attempt i. Typed
--- arrays travel in binary and need no parsing, which matters at thousands of attempts a second.
--- Returns how many of the attempts succeeded, will be retried, and failed for good, and how
--- many were not recorded because this session holds no live lease on their delivery.
-CREATE FUNCTION webhooks.record_attempts(
+-- Recording a batch of attempts takes three steps: record_attempts checks the batch,
+-- _apply_attempts moves each delivery on and logs its attempt, and _disable_failing_endpoints
+-- applies the rules that switch an endpoint off.
+
+-- Each attempt moves its delivery on (succeeded, failed, or pending again with its retry's
+-- due time), is logged in webhooks.attempts, and counts in endpoint_activity; only attempts at
+-- deliveries this session holds under a live lease. Returns the attempts it recorded.
+CREATE FUNCTION webhooks._apply_attempts(
     relay_id            text,
+    holder              text,
     delivery_ids        bigint[],
     attempt_numbers     integer[],
     started_ats         timestamptz[],
@@ -328,44 +418,20 @@ CREATE FUNCTION webhooks.record_attempts(
     errors              text[],
     retry_afters_seconds double precision[],
     permanents          boolean[]
-) RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
--- Index lookups only, whatever the size of the tables when the relay's connection cached the
--- plan, and no JIT (see claim_deliveries).
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
+) RETURNS TABLE (endpoint_id bigint, outcome text, response_status integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
-DECLARE
-    n               integer := coalesce(cardinality(delivery_ids), 0);
-    outcomes        text[];
-    gone_endpoints   bigint[];
-    failed_endpoints bigint[];
-    failing         record;
-    holder          text := webhooks.lease_holder();
-    recorded        integer;
+-- The result's column names are also the tables' (endpoint_id, outcome): a bare name means the
+-- column.
+#variable_conflict use_column
 BEGIN
-    IF EXISTS (SELECT FROM unnest(ARRAY[cardinality(attempt_numbers), cardinality(started_ats),
-                                        cardinality(durations_ms), cardinality(headers),
-                                        cardinality(response_statuses), cardinality(response_bodies),
-                                        cardinality(errors), cardinality(retry_afters_seconds),
-                                        cardinality(permanents)]) AS c(length)
-                WHERE coalesce(c.length, 0) <> n) THEN
-        RAISE EXCEPTION 'the attempt arrays differ in length (% delivery ids)', n
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Element i of every array describes attempt i; pass NULL elements for absent values.';
-    END IF;
-    IF array_position(delivery_ids, NULL) IS NOT NULL OR array_position(attempt_numbers, NULL) IS NOT NULL
-       OR array_position(started_ats, NULL) IS NOT NULL OR array_position(durations_ms, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'every attempt needs delivery_id, attempt_number, started_at and duration_ms'
-            USING ERRCODE = 'null_value_not_allowed',
-                  HINT = 'Only headers, response status, body, error, retry-after and permanent may be NULL.';
-    END IF;
-
+    RETURN QUERY
     WITH reported AS (
         SELECT r.*, webhooks.attempt_outcome(r.response_status, r.permanent, r.attempt_number) AS outcome
           FROM unnest(delivery_ids, attempt_numbers, started_ats, durations_ms, headers,
                       response_statuses, response_bodies, errors, retry_afters_seconds, permanents)
-               WITH ORDINALITY
                AS r(delivery_id, attempt_number, started_at, duration_ms, request_headers,
-                    response_status, response_body, error, retry_after_seconds, permanent, ordinal)
+                    response_status, response_body, error, retry_after_seconds, permanent)
          -- In the table's order rather than the order the requests finished in: the deliveries
          -- of one event lie together, and are then finished one page at a time.
          ORDER BY r.delivery_id
@@ -399,70 +465,125 @@ BEGIN
          -- attempt at a delivery it did not claim, or whose lease another relay has taken over
          -- since. Such reports are counted as not_held and nothing of them is kept.
          WHERE d.id = r.delivery_id AND d.status NOT IN ('succeeded', 'failed')
-           AND d.leased_by = holder AND d.leased_until > now()
+           AND d.leased_by = _apply_attempts.holder AND d.leased_until > now()
         RETURNING r.*, d.endpoint_id, r.outcome <> 'retry' AS finished
-    ), attempted AS (
-        SELECT * FROM moved
     ), logged AS (
         INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at,
                                        duration_ms, request_headers, response_status,
                                        response_body, error, outcome, relay_id)
-        SELECT delivery_id, endpoint_id, attempt_number, started_at, duration_ms,
-               coalesce(request_headers, '{}'::json), response_status, response_body, error, outcome,
-               record_attempts.relay_id
-          FROM attempted
+        SELECT m.delivery_id, m.endpoint_id, m.attempt_number, m.started_at, m.duration_ms,
+               coalesce(m.request_headers, '{}'::json), m.response_status, m.response_body, m.error,
+               m.outcome, _apply_attempts.relay_id
+          FROM moved m
     ), counted AS (
         -- The batch's share of endpoint_activity, one row per endpoint, added in endpoint
         -- order so that two relays' batches lock the rows in the same order.
         INSERT INTO webhooks.endpoint_activity AS a (endpoint_id, hour, succeeded, failed, attempts,
                                                      last_attempt_at)
-        SELECT t.endpoint_id, date_trunc('hour', now()),
-               count(*) FILTER (WHERE t.finished AND t.outcome = 'succeeded'),
-               count(*) FILTER (WHERE t.finished AND t.outcome = 'failed'),
-               count(*), max(t.started_at)
-          FROM attempted t
-         GROUP BY t.endpoint_id
-         ORDER BY t.endpoint_id
+        SELECT m.endpoint_id, date_trunc('hour', now()),
+               count(*) FILTER (WHERE m.finished AND m.outcome = 'succeeded'),
+               count(*) FILTER (WHERE m.finished AND m.outcome = 'failed'),
+               count(*), max(m.started_at)
+          FROM moved m
+         GROUP BY m.endpoint_id
+         ORDER BY m.endpoint_id
             ON CONFLICT (endpoint_id, hour) DO UPDATE
            SET succeeded = a.succeeded + excluded.succeeded,
                failed = a.failed + excluded.failed,
                attempts = a.attempts + excluded.attempts,
                last_attempt_at = greatest(a.last_attempt_at, excluded.last_attempt_at)
     )
-    SELECT array_agg(outcome),
-           array_agg(DISTINCT endpoint_id) FILTER (WHERE response_status = 410),
-           array_agg(DISTINCT endpoint_id) FILTER (WHERE outcome = 'failed')
+    SELECT m.endpoint_id, m.outcome, m.response_status FROM moved m;
+END
+$$;
+COMMENT ON FUNCTION webhooks._apply_attempts(text, text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]) IS 'Internal, record_attempts'' second step: move each leased delivery on, log its attempt and count it in endpoint_activity. Returns the attempts recorded.';
+
+-- The rules that switch an endpoint off after a batch: a 410 Gone (the receiver unsubscribes
+-- itself), and too many deliveries failed for good within its window
+-- (failed_deliveries_in_window).
+CREATE FUNCTION webhooks._disable_failing_endpoints(gone_endpoints bigint[], failed_endpoints bigint[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    failing record;
+BEGIN
+    FOR failing IN
+        SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
+    LOOP
+        PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
+    END LOOP;
+    FOR failing IN
+        SELECT f.*
+          FROM (SELECT e.id, e.failure_threshold, e.failure_window,
+                       webhooks.failed_deliveries_in_window(e) AS failed
+                  FROM webhooks.endpoints e
+                 WHERE e.id = ANY (failed_endpoints) AND e.status = 'active') f
+         WHERE f.failed >= f.failure_threshold
+    LOOP
+        PERFORM webhooks.disable_endpoint(failing.id,
+            format('%s deliveries failed within %s (threshold %s)',
+                   failing.failed, failing.failure_window, failing.failure_threshold));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION webhooks._disable_failing_endpoints(bigint[], bigint[]) IS 'Internal, record_attempts'' third step: disable the endpoints that answered 410 Gone or reached their failure threshold.';
+
+-- The relay's form: one array per field, element i of each describing attempt i. Typed
+-- arrays travel in binary and need no parsing, which matters at thousands of attempts a second.
+-- Returns how many of the attempts succeeded, will be retried, and failed for good, and how
+-- many were not recorded because this session holds no live lease on their delivery.
+CREATE FUNCTION webhooks.record_attempts(
+    relay_id            text,
+    delivery_ids        bigint[],
+    attempt_numbers     integer[],
+    started_ats         timestamptz[],
+    durations_ms        double precision[],
+    headers             json[],
+    response_statuses   integer[],
+    response_bodies     text[],
+    errors              text[],
+    retry_afters_seconds double precision[],
+    permanents          boolean[]
+) RETURNS TABLE (succeeded integer, retried integer, failed integer, not_held integer)
+-- Index lookups only, whatever the size of the tables when the relay's connection cached the
+-- plan, and no JIT (see claim_deliveries).
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp
+SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
+DECLARE
+    n                integer := coalesce(cardinality(delivery_ids), 0);
+    outcomes         text[];
+    gone_endpoints   bigint[];
+    failed_endpoints bigint[];
+BEGIN
+    IF EXISTS (SELECT FROM unnest(ARRAY[cardinality(attempt_numbers), cardinality(started_ats),
+                                        cardinality(durations_ms), cardinality(headers),
+                                        cardinality(response_statuses), cardinality(response_bodies),
+                                        cardinality(errors), cardinality(retry_afters_seconds),
+                                        cardinality(permanents)]) AS c(length)
+                WHERE coalesce(c.length, 0) <> n) THEN
+        RAISE EXCEPTION 'the attempt arrays differ in length (% delivery ids)', n
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Element i of every array describes attempt i; pass NULL elements for absent values.';
+    END IF;
+    IF array_position(delivery_ids, NULL) IS NOT NULL OR array_position(attempt_numbers, NULL) IS NOT NULL
+       OR array_position(started_ats, NULL) IS NOT NULL OR array_position(durations_ms, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'every attempt needs delivery_id, attempt_number, started_at and duration_ms'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Only headers, response status, body, error, retry-after and permanent may be NULL.';
+    END IF;
+
+    SELECT array_agg(a.outcome),
+           array_agg(DISTINCT a.endpoint_id) FILTER (WHERE a.response_status = 410),
+           array_agg(DISTINCT a.endpoint_id) FILTER (WHERE a.outcome = 'failed')
       INTO outcomes, gone_endpoints, failed_endpoints
-      FROM attempted;
-
-    -- The rules that disable an endpoint; a batch in which no delivery failed for good has
-    -- nothing to check (a 410 always fails its delivery).
+      FROM webhooks._apply_attempts(record_attempts.relay_id, webhooks._lease_holder(), delivery_ids,
+                                   attempt_numbers, started_ats, durations_ms, headers,
+                                   response_statuses, response_bodies, errors,
+                                   retry_afters_seconds, permanents) a;
+    -- A batch in which no delivery failed for good has nothing to check (a 410 always fails
+    -- its delivery).
     IF failed_endpoints IS NOT NULL THEN
-        -- 410 Gone: the receiver unsubscribes itself.
-        FOR failing IN
-            SELECT e.id FROM webhooks.endpoints e WHERE e.id = ANY (gone_endpoints) AND e.status = 'active'
-        LOOP
-            PERFORM webhooks.disable_endpoint(failing.id, 'receiver answered 410 Gone');
-        END LOOP;
-
-        -- Too many deliveries failed for good within the endpoint's window, counted since the
-        -- last resume: a delivery has failed when its attempt was not retried (a 4xx other
-        -- than 429, a refused target) or its retries ran out. Attempts that will be retried do
-        -- not count, so a receiver down for a minute during a burst is not switched off.
-        FOR failing IN
-            SELECT e.id, e.failure_threshold, e.failure_window, f.failed
-              FROM webhooks.endpoints e
-              CROSS JOIN LATERAL (
-                  SELECT count(*) AS failed FROM webhooks.attempts a
-                   WHERE a.endpoint_id = e.id AND a.outcome = 'failed'
-                     AND a.started_at >= greatest(now() - e.failure_window, e.failures_counted_since)) f
-             WHERE e.id = ANY (failed_endpoints) AND e.status = 'active'
-               AND f.failed >= e.failure_threshold
-        LOOP
-            PERFORM webhooks.disable_endpoint(failing.id,
-                format('%s deliveries failed within %s (threshold %s)',
-                       failing.failed, failing.failure_window, failing.failure_threshold));
-        END LOOP;
+        PERFORM webhooks._disable_failing_endpoints(gone_endpoints, failed_endpoints);
     END IF;
 
     RETURN QUERY
@@ -473,6 +594,7 @@ BEGIN
       FROM unnest(coalesce(outcomes, '{}')) o;
 END
 $$;
+COMMENT ON FUNCTION webhooks.record_attempts(text, bigint[], integer[], timestamptz[], double precision[], json[], integer[], text[], text[], double precision[], boolean[]) IS 'Relay only: record_attempts with one array per field (element i of each is attempt i); what webhook-relay calls.';
 
 -- The same from psql or a relay of your own: a JSON array with one object per attempt,
 --   {"delivery_id", "attempt_number", "started_at", "duration_ms", "request_headers",
@@ -505,6 +627,7 @@ BEGIN
                                                  a.errors, a.retry_afters, a.permanents) o;
 END
 $$;
+COMMENT ON FUNCTION webhooks.record_attempts(text, jsonb) IS 'Relay only: log attempts, move their deliveries to succeeded, a scheduled retry or failed, and disable endpoints on 410 Gone or too many failures. Returns the count of each outcome, and of attempts not recorded because this session holds no live lease on their delivery.';
 
 -- Hand leased deliveries back unattempted (shutdown, or a rate limit that would outlast the
 -- lease): they become due after delay_ms (at most a day) and no attempt is counted. Only
@@ -514,7 +637,7 @@ CREATE FUNCTION webhooks.release_deliveries(relay_id text, delivery_ids bigint[]
 RETURNS integer
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
     WITH me AS (
-        SELECT webhooks.lease_holder() AS holder
+        SELECT webhooks._lease_holder() AS holder
     ), released AS (
         UPDATE webhooks.deliveries d
            SET next_attempt_at = now() + make_interval(secs => least(greatest(coalesce(x.delay_ms, 0), 0), 86400000) / 1000.0),
@@ -528,6 +651,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS
     )
     SELECT count(*)::integer FROM released
 $$;
+COMMENT ON FUNCTION webhooks.release_deliveries(text, bigint[], double precision[]) IS 'Relay only: give deliveries this session holds back unattempted, due again after delay_ms (at most a day).';
 
 -- How an idle relay notices new work without anyone notifying it: how far the event log's and
 -- the deliveries' id sequences have come. Any new event (tracked or emitted) or delivery moves
@@ -538,6 +662,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_
     SELECT (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM webhooks.events_id_seq s),
            (SELECT CASE WHEN s.is_called THEN s.last_value ELSE 0 END FROM webhooks.deliveries_id_seq s)
 $$;
+COMMENT ON FUNCTION webhooks.work_marker() IS 'Relay only: how far the event log''s and the deliveries'' id sequences have come; an idle relay polls it to notice new work without notifications.';
 
 -- Queue depth and disabled endpoints, for the relay's /metrics.
 CREATE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint,
@@ -550,6 +675,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_
       FROM webhooks.deliveries d
      WHERE d.status = 'pending'
 $$;
+COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, and tracked events awaiting fan-out (the relay''s /metrics).';
 
 ------------------------------------------------------------------------------------------
 -- Operator controls
@@ -567,8 +693,9 @@ BEGIN
        AND (retry_now.endpoint_id IS NULL OR d.endpoint_id = retry_now.endpoint_id);
     GET DIAGNOSTICS moved = ROW_COUNT;
     IF moved > 0 THEN
-        PERFORM webhooks.wake_relay();
+        PERFORM webhooks._wake_relay();
     END IF;
     RETURN moved;
 END
 $$;
+COMMENT ON FUNCTION webhooks.retry_now(bigint) IS 'Make waiting retries (of one endpoint, or all when NULL) due now. Returns how many.';

@@ -4,6 +4,11 @@
 -- docs/ats-events.md, and it writes the log without running SQL, because SQL costs more than
 -- an application's write can spare (docs/benchmarks-history.md, "Tracking").
 
+-- Native functions this file uses (extension/src/), described here.
+COMMENT ON FUNCTION webhooks.track_changes() IS 'The tracking trigger webhooks.track attaches: track_changes(kind) fires the kind''s events, reading the people tables recorded in webhooks.tracked_tables, (docs/ats-events.md) and logs them in the writing transaction.';
+COMMENT ON FUNCTION webhooks._check_trackable(oid, text, oid, oid) IS 'Used by track: refuses a table whose rule booleans, payload timestamps or people ids have types tracking cannot use.';
+COMMENT ON FUNCTION webhooks._session_role() IS 'Internal: the role this session acts as (its user or SET ROLE), whatever security-definer functions stand between; whose rights track() checks.';
+
 -- What each kind of table must have, and which events its changes fire.
 CREATE TABLE webhooks.table_kinds (
     kind             text PRIMARY KEY,
@@ -13,6 +18,7 @@ CREATE TABLE webhooks.table_kinds (
     needs_people     boolean NOT NULL,
     events           text[] NOT NULL
 );
+COMMENT ON TABLE webhooks.table_kinds IS 'What webhooks.track knows how to track: each kind of ATS table, the columns it needs, and the events it fires.';
 
 INSERT INTO webhooks.table_kinds VALUES
 ('applications', '{id,candidate_id,job_posting_id,current_stage,submitted_at,rejected,withdrawn,offered}', true,
@@ -33,9 +39,10 @@ INSERT INTO webhooks.table_kinds VALUES
  '{outreach.message.approved,outreach.message.sent,outreach.message.bounced,outreach.message.failed}');
 
 -- The columns candidate and job posting payloads read.
-CREATE FUNCTION webhooks.people_columns(kind text) RETURNS text[]
+CREATE FUNCTION webhooks._people_columns(kind text) RETURNS text[]
 LANGUAGE sql IMMUTABLE RETURN CASE kind WHEN 'candidates' THEN '{id,name,email}'::pg_catalog.text[]
                                         WHEN 'job_postings' THEN '{id,title}'::pg_catalog.text[] END;
+COMMENT ON FUNCTION webhooks._people_columns(text) IS 'Columns read from the candidates and job_postings tables for payloads.';
 
 CREATE TABLE webhooks.tracked_tables (
     table_name       regclass PRIMARY KEY,
@@ -45,9 +52,10 @@ CREATE TABLE webhooks.tracked_tables (
     tracked_at       timestamptz NOT NULL DEFAULT now(),
     tracked_by       text NOT NULL DEFAULT session_user
 );
+COMMENT ON TABLE webhooks.tracked_tables IS 'Tables webhooks.track has attached the tracking trigger to, with their kind and people tables.';
 
 -- Fail, listing every missing column, unless tbl has all of columns.
-CREATE FUNCTION webhooks.require_columns(tbl regclass, role text, columns text[]) RETURNS void
+CREATE FUNCTION webhooks._require_columns(tbl regclass, role text, columns text[]) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     missing text[];
@@ -66,12 +74,13 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION webhooks._require_columns(regclass, text, text[]) IS 'Raise an error listing the columns a table lacks.';
 
 -- Tracking a table sends its rows, and the people they name, to every subscribed endpoint, so
 -- only the table's owner (or a member of the owning role) may track or untrack it, and only
--- with people tables that owner may read (check_trackable). A temporary table is nobody's
+-- with people tables that owner may read (_check_trackable). A temporary table is nobody's
 -- hiring data and vanishes with its session: it is refused.
-CREATE FUNCTION webhooks.check_may_track(table_name regclass) RETURNS void
+CREATE FUNCTION webhooks._check_may_track(table_name regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     owner       oid;
@@ -83,7 +92,7 @@ BEGIN
         RAISE EXCEPTION '% is not a table', coalesce(table_name::text, 'NULL')
             USING ERRCODE = 'wrong_object_type', HINT = 'Track a plain or partitioned table.';
     END IF;
-    IF NOT pg_has_role(webhooks.session_role(), owner, 'USAGE') THEN
+    IF NOT pg_has_role(webhooks._session_role(), owner, 'USAGE') THEN
         RAISE EXCEPTION 'only the owner of % (role %) may track or untrack it', table_name, pg_get_userbyid(owner)
             USING ERRCODE = 'insufficient_privilege',
                   HINT = format('Run it as %s or a member of that role, or ask its owner to.', quote_ident(pg_get_userbyid(owner)));
@@ -94,6 +103,7 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION webhooks._check_may_track(regclass) IS 'Internal: refuse to track or untrack a table unless the session''s role is its owner or a member of the owning role, or a temporary table.';
 
 CREATE FUNCTION webhooks.track(table_name regclass, kind text DEFAULT NULL,
                                candidates regclass DEFAULT NULL,
@@ -104,7 +114,7 @@ DECLARE
     relname     text;
     spec        webhooks.table_kinds;
 BEGIN
-    PERFORM webhooks.check_may_track(table_name);
+    PERFORM webhooks._check_may_track(table_name);
     SELECT n.nspname, c.relname INTO schema_name, relname
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = table_name;
@@ -115,7 +125,7 @@ BEGIN
                   HINT = format('Name the kind: webhooks.track(%L, kind => ...) with one of %s.', table_name,
                                 (SELECT string_agg(k.kind, ', ' ORDER BY k.kind) FROM webhooks.table_kinds k));
     END IF;
-    PERFORM webhooks.require_columns(table_name, spec.kind, spec.required_columns);
+    PERFORM webhooks._require_columns(table_name, spec.kind, spec.required_columns);
     IF spec.needs_people THEN
         candidates := coalesce(candidates, to_regclass(format('%I.candidates', schema_name)));
         job_postings := coalesce(job_postings, to_regclass(format('%I.job_postings', schema_name)));
@@ -124,14 +134,14 @@ BEGIN
                 USING ERRCODE = 'undefined_table',
                       HINT = 'Pass them: webhooks.track(tbl, candidates => ''my.people'', job_postings => ''my.jobs'').';
         END IF;
-        PERFORM webhooks.require_columns(candidates, 'candidates', webhooks.people_columns('candidates'));
-        PERFORM webhooks.require_columns(job_postings, 'job_postings', webhooks.people_columns('job_postings'));
+        PERFORM webhooks._require_columns(candidates, 'candidates', webhooks._people_columns('candidates'));
+        PERFORM webhooks._require_columns(job_postings, 'job_postings', webhooks._people_columns('job_postings'));
     ELSE
         candidates := NULL;
         job_postings := NULL;
     END IF;
 
-    PERFORM webhooks.check_trackable(table_name, spec.kind, candidates, job_postings);
+    PERFORM webhooks._check_trackable(table_name, spec.kind, candidates, job_postings);
 
     PERFORM webhooks.untrack(table_name, if_tracked => true);
     -- The trigger names only the kind: it reads the people tables from tracked_tables (by oid,
@@ -145,13 +155,14 @@ BEGIN
     RETURN format('%s tracked as %s: %s', table_name, spec.kind, array_to_string(spec.events, ', '));
 END
 $$;
+COMMENT ON FUNCTION webhooks.track(regclass, text, regclass, regclass) IS 'Emit the documented events from changes to a table: checks its columns (naming any missing) and their types, and attaches the webhooks.track_changes AFTER INSERT OR UPDATE trigger. kind defaults to the table name.';
 
 CREATE FUNCTION webhooks.untrack(table_name regclass, if_tracked boolean DEFAULT false) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     tracked webhooks.tracked_tables;
 BEGIN
-    PERFORM webhooks.check_may_track(table_name);
+    PERFORM webhooks._check_may_track(table_name);
     DELETE FROM webhooks.tracked_tables t WHERE t.table_name = untrack.table_name RETURNING * INTO tracked;
     IF NOT FOUND THEN
         IF if_tracked THEN
@@ -164,6 +175,7 @@ BEGIN
     RETURN true;
 END
 $$;
+COMMENT ON FUNCTION webhooks.untrack(regclass, boolean) IS 'Stop tracking a table: drops its trigger.';
 
 -- Track every table of the reference schema (sql/ats_schema.sql) found in schema_name.
 CREATE FUNCTION webhooks.track_ats(schema_name text DEFAULT 'ats') RETURNS SETOF text
@@ -184,3 +196,4 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table (sql/ats_schema.sql) found in a schema.';

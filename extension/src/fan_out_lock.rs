@@ -19,7 +19,7 @@ const KEY: u32 = 0x7765_6268;
 
 /// Take the fan-out lock for the rest of the transaction: wait for it when `wait`, else
 /// return false at once if another transaction holds it.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, name = "_lock_fan_out")]
 fn lock_fan_out(wait: bool) -> bool {
     // SAFETY: a plain C struct filled field by field, as SET_LOCKTAG_ADVISORY does; the
     // database id is a backend global set at connection time.

@@ -7,7 +7,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 /// The role this session acts as, whatever security-definer functions stand between.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_safe, name = "_session_role")]
 fn session_role() -> pg_sys::Oid {
     // SAFETY: a backend global, set at login and by SET ROLE.
     unsafe { pg_sys::GetOuterUserId() }

@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// The channel `webhooks.endpoint_changed()` notifies, with the endpoint id as payload.
+/// The channel `webhooks._endpoint_changed()` notifies, with the endpoint id as payload.
 pub const CHANNEL: &str = "webhooks_endpoint_changed";
 
 #[derive(Default)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-/// The channel `webhooks.wake_relay()` notifies.
+/// The channel `webhooks._wake_relay()` notifies.
 pub const CHANNEL: &str = "webhooks_work";
 
 /// Keep a LISTEN connection open until shutdown, reconnecting with capped exponential backoff.

@@ -17,6 +17,33 @@ fn the_trigger_reads_exactly_the_columns_table_kinds_requires() {
 }
 
 #[pg_test]
+fn the_trigger_fires_exactly_the_events_table_kinds_lists_and_the_catalog_holds() {
+    let kinds = crate::tracking::kind_events();
+    assert_eq!(kinds.len() as i64, count("webhooks.table_kinds"));
+    for (kind, events) in kinds {
+        let listed = one::<Vec<String>>(&format!(
+            "SELECT events FROM webhooks.table_kinds WHERE kind = '{kind}'"
+        ));
+        assert_eq!(listed, events, "{kind}");
+        for event in events {
+            assert_eq!(
+                count(&format!("webhooks.event_types WHERE name = '{event}'")),
+                1,
+                "{kind} fires {event}, which the event catalog must hold"
+            );
+        }
+    }
+}
+
+#[pg_test]
+fn the_trigger_and_the_event_data_domain_share_one_payload_limit() {
+    assert_eq!(
+        one::<i32>("SELECT webhooks.max_payload_bytes()") as usize,
+        crate::tracking::max_payload_bytes()
+    );
+}
+
+#[pg_test]
 fn payload_values_are_what_to_jsonb_and_iso8601_give_for_any_column_type() {
     run("CREATE SCHEMA conv;
          CREATE TYPE conv.state AS ENUM ('draft', 'sent');

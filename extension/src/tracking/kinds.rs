@@ -19,6 +19,10 @@ pub enum Source {
 
 pub struct Kind {
     pub name: &'static str,
+    /// Every event its rules can fire, in the order of the event reference
+    /// (`webhooks.table_kinds.events`; a pg_test keeps the two in step, and a debug build checks
+    /// every event fired against this list).
+    pub events: &'static [&'static str],
     /// Every column the rules and the payload read (`webhooks.table_kinds.required_columns`).
     pub columns: &'static [&'static str],
     /// Columns the rules read as booleans, and columns sent as timestamps: track() checks
@@ -65,6 +69,13 @@ use Source::{Candidate, Column, JobPosting, Time};
 pub static KINDS: [Kind; 8] = [
     Kind {
         name: "applications",
+        events: &[
+            "application.submitted",
+            "application.rejected",
+            "application.advanced",
+            "application.withdrawn",
+            "application.offer_extended",
+        ],
         columns: &[
             "id",
             "candidate_id",
@@ -106,6 +117,13 @@ pub static KINDS: [Kind; 8] = [
     },
     Kind {
         name: "offers",
+        events: &[
+            "offer.accepted",
+            "offer.declined",
+            "offer.candidate_accepted",
+            "offer.candidate_declined",
+            "offer.revised",
+        ],
         columns: &[
             "id",
             "candidate_id",
@@ -148,6 +166,13 @@ pub static KINDS: [Kind; 8] = [
     },
     Kind {
         name: "interviews",
+        events: &[
+            "interview.scheduled",
+            "interview.confirmed",
+            "interview.completed",
+            "interview.cancelled",
+            "interview.no_show",
+        ],
         columns: &[
             "id",
             "candidate_id",
@@ -187,6 +212,10 @@ pub static KINDS: [Kind; 8] = [
     },
     Kind {
         name: "code_assignments",
+        events: &[
+            "code_assignment.submitted",
+            "code_assignment.auto_submitted",
+        ],
         columns: &[
             "id",
             "candidate_id",
@@ -217,6 +246,7 @@ pub static KINDS: [Kind; 8] = [
     },
     Kind {
         name: "reviews",
+        events: &["review.submitted"],
         columns: &[
             "id",
             "candidate_id",
@@ -242,6 +272,12 @@ pub static KINDS: [Kind; 8] = [
     },
     Kind {
         name: "job_postings",
+        events: &[
+            "job_posting.published",
+            "job_posting.paused",
+            "job_posting.closed",
+            "job_posting.reopened",
+        ],
         columns: &[
             "id",
             "title",
@@ -282,6 +318,7 @@ pub static KINDS: [Kind; 8] = [
     },
     Kind {
         name: "outreach_prospects",
+        events: &["outreach.prospect.drafted"],
         columns: &[
             "id",
             "campaign_id",
@@ -306,6 +343,12 @@ pub static KINDS: [Kind; 8] = [
     },
     Kind {
         name: "outreach_messages",
+        events: &[
+            "outreach.message.approved",
+            "outreach.message.sent",
+            "outreach.message.bounced",
+            "outreach.message.failed",
+        ],
         columns: &[
             "id",
             "campaign_id",

@@ -21,8 +21,9 @@ use pgrx::PgSqlErrorCode;
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 
-/// The limit of the `event_data_at_most_256_kib` constraint.
-const MAX_PAYLOAD_BYTES: usize = 262_144;
+/// `webhooks.max_payload_bytes()`, the limit of the `event_data_at_most_256_kib` constraint,
+/// kept here so that a write never calls SQL for it (a pg_test pins the two together).
+pub(crate) const MAX_PAYLOAD_BYTES: usize = 262_144;
 /// The columns of the log row, in order.
 const EVENT_COLUMNS: [&str; 5] = ["id", "event_type", "created_at", "data", "fanout_xid"];
 /// The widest index key write() fills.

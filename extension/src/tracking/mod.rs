@@ -56,6 +56,11 @@ fn track_changes<'a>(
         let change = change::Change::new(kind, (*relation).rd_att, new, old, &attnums);
         let mut fired = Vec::with_capacity(2);
         (kind.rules)(&change, &mut fired);
+        debug_assert!(
+            fired.iter().all(|event| kind.events.contains(event)),
+            "{} fired {fired:?}, not all of them in its events",
+            kind.name
+        );
         if !fired.is_empty() {
             // As a query in a PL/pgSQL trigger would: see everything this transaction has
             // written so far, including earlier rows of the same statement.
@@ -199,7 +204,7 @@ unsafe fn type_name(oid: pg_sys::Oid) -> String {
 /// fail on a column's type: the rules' booleans are boolean, the payload's timestamps are
 /// timestamps, and the people tables can be searched by the ids the table holds. (The trigger
 /// checks the first two again whenever the table's definition may have changed.)
-#[pg_extern(stable)]
+#[pg_extern(stable, name = "_check_trackable")]
 fn check_trackable(
     table_name: pg_sys::Oid,
     kind: &str,
@@ -260,6 +265,23 @@ pub fn kind_columns() -> Vec<(&'static str, Vec<&'static str>)> {
         .iter()
         .map(|kind| (kind.name, kind.columns.to_vec()))
         .collect()
+}
+
+/// The events each kind can fire, for the pg_test that keeps them equal to
+/// webhooks.table_kinds.events.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn kind_events() -> Vec<(&'static str, Vec<&'static str>)> {
+    kinds::KINDS
+        .iter()
+        .map(|kind| (kind.name, kind.events.to_vec()))
+        .collect()
+}
+
+/// The payload limit the log writer applies, for the pg_test that pins it to
+/// webhooks.max_payload_bytes().
+#[cfg(any(test, feature = "pg_test"))]
+pub fn max_payload_bytes() -> usize {
+    log_writer::MAX_PAYLOAD_BYTES
 }
 
 /// The columns a kind reads as a boolean or a timestamp, for the pg_test of altered columns.
