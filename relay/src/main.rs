@@ -1,7 +1,8 @@
 //! `webhook-relay`: delivers the webhook events that the pg_webhooks extension queues.
 //!
 //! Tasks: the LISTEN connection (wakeup), the dispatcher that claims and delivers, and the
-//! health server. A shutdown signal stops them in that order and the process exits 0.
+//! health server. A shutdown signal stops them in that order and the process exits 0; a
+//! database whose pg_webhooks version the relay does not work with stops it with exit status 1.
 
 mod config;
 mod config_changes;
@@ -177,6 +178,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     listener.await?;
     watcher.await?;
     summary.await?;
+    if let Some(reason) = state.stopped_for() {
+        anyhow::bail!(reason);
+    }
     let [succeeded, retried, failed, released] = state.counters.snapshot();
     tracing::info!(
         succeeded,

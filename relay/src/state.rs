@@ -22,6 +22,8 @@ pub struct RelayState {
     work_noticed: AtomicU64,
     pub counters: Counters,
     latency: Histogram,
+    /// Why the relay stopped by itself, when it did (it then exits with an error).
+    stopped_for: std::sync::Mutex<Option<String>>,
 }
 
 /// Totals since start, by what the database made of each attempt.
@@ -63,6 +65,20 @@ impl RelayState {
 
     pub fn database_connected(&self) -> bool {
         self.database_connected.load(Ordering::Relaxed)
+    }
+
+    /// Stop for good: the relay cannot go on (`reason` says why and what to do).
+    pub fn stop_for(&self, reason: String) {
+        tracing::error!(%reason, "the relay cannot run against this database; stopping");
+        *self.stopped_for.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    /// Why the relay stopped by itself, if it did.
+    pub fn stopped_for(&self) -> Option<String> {
+        self.stopped_for
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_idle(&self, idle: bool) {

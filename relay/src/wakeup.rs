@@ -22,6 +22,31 @@ use tokio_postgres::{AsyncMessage, NoTls};
 /// The channel `webhooks._wake_relay()` notifies.
 pub const CHANNEL: &str = "webhooks_work";
 
+/// The version of pg_webhooks this relay works with: the one built from the same workspace.
+/// The SQL functions it calls change between versions (their columns and arguments), so any
+/// other version is refused rather than half-used.
+pub const EXTENSION_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The database holds a version of pg_webhooks this relay does not work with.
+#[derive(Debug)]
+pub struct UnsupportedExtension {
+    pub installed: String,
+}
+
+impl std::fmt::Display for UnsupportedExtension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pg_webhooks {} is installed, and this relay works with pg_webhooks {EXTENSION_VERSION} only: \
+             update the extension (ALTER EXTENSION pg_webhooks UPDATE TO '{EXTENSION_VERSION}'), \
+             or run the relay released with pg_webhooks {}",
+            self.installed, self.installed
+        )
+    }
+}
+
+impl std::error::Error for UnsupportedExtension {}
+
 /// Keep a LISTEN connection open until shutdown, reconnecting with capped exponential backoff.
 pub async fn listen_forever(
     database_url: String,
@@ -44,6 +69,11 @@ pub async fn listen_forever(
         state.set_database_connected(false);
         match outcome {
             Ok(()) => tracing::warn!("database closed the LISTEN connection; reconnecting"),
+            Err(e) if e.downcast_ref::<UnsupportedExtension>().is_some() => {
+                state.stop_for(format!("{e:#}"));
+                shutdown.request();
+                break;
+            }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "database unavailable")
             }
@@ -80,6 +110,11 @@ async fn listen_once(
             .await?
             .map(|row| row.get(0));
         let version = version.context("extension pg_webhooks is not installed in this database (CREATE EXTENSION pg_webhooks)")?;
+        if version != EXTENSION_VERSION {
+            return Err(anyhow::Error::new(UnsupportedExtension {
+                installed: version,
+            }));
+        }
         client
             .batch_execute(&format!(
                 "LISTEN {CHANNEL}; LISTEN {}",

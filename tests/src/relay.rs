@@ -131,6 +131,25 @@ impl Relay {
         }
     }
 
+    /// Wait up to `timeout` for the relay to exit by itself; its exit status.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let child = self.child.as_mut().context("relay already stopped")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "relay still running after {timeout:?}; its log:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGKILL: a crash, with no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

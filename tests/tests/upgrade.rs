@@ -98,6 +98,22 @@ async fn a_0_1_0_database_updates_in_place_to_what_a_fresh_install_makes_and_del
         .await
         .unwrap()
         .get(0);
+    // The current relay refuses the old version, saying what to do, and exits with an error.
+    let mut refused =
+        e2e::relay::Relay::spawn(&stage.cluster.connstr_as("old", "relay_login"), &[]).unwrap();
+    let status = refused
+        .wait_for_exit(Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{}", refused.logs());
+    assert!(
+        refused.logs().contains(&format!(
+            "pg_webhooks 0.1.0 is installed, and this relay works with pg_webhooks {version} only: update the extension (ALTER EXTENSION pg_webhooks UPDATE TO '{version}')"
+        )),
+        "{}",
+        refused.logs()
+    );
+
     old.batch_execute(&format!(
         "ALTER EXTENSION pg_webhooks UPDATE TO '{version}'"
     ))
