@@ -111,40 +111,49 @@ impl Relay {
 
     /// SIGTERM, then wait up to `timeout` for the exit status.
     pub async fn stop(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let mut child = self.child.take().context("relay already stopped")?;
+        let pid = self
+            .child
+            .as_ref()
+            .map(Child::id)
+            .context("relay already stopped")?;
         Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
+        match self.exit_within(timeout).await? {
+            Some(status) => Ok(status),
+            None => {
+                self.kill();
                 bail!(
                     "relay did not exit within {timeout:?} of SIGTERM; its log:\n{}",
                     self.logs()
-                );
+                )
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Wait up to `timeout` for the relay to exit by itself; its exit status.
     pub async fn wait_for_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        match self.exit_within(timeout).await? {
+            Some(status) => Ok(status),
+            None => bail!(
+                "relay still running after {timeout:?}; its log:\n{}",
+                self.logs()
+            ),
+        }
+    }
+
+    /// The exit status once the process has exited, or None if it is still running after
+    /// `timeout`.
+    async fn exit_within(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
         let child = self.child.as_mut().context("relay already stopped")?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait()? {
                 self.child = None;
-                return Ok(status);
+                return Ok(Some(status));
             }
             if Instant::now() > deadline {
-                bail!(
-                    "relay still running after {timeout:?}; its log:\n{}",
-                    self.logs()
-                );
+                return Ok(None);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
