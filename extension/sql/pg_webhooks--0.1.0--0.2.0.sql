@@ -20,6 +20,9 @@
 -- claim_deliveries and update_endpoint are split into named steps; the payload limit
 -- (max_payload_bytes), the failure count (failed_deliveries_in_window) and restarting a
 -- delivery (_restart_deliveries) each have one home; every object's comment stands beside it.
+--
+-- Operators: queue_stats() also returns the oldest pending delivery's age and the event log's
+-- size on disk.
 
 DO $roles$
 BEGIN
@@ -94,6 +97,7 @@ DROP FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb);
 DROP FUNCTION webhooks.record_attempts(relay_id text, delivery_ids bigint[], attempt_numbers integer[], started_ats timestamptz[], durations_ms double precision[], headers json[], response_statuses integer[], response_bodies text[], errors text[], retry_afters_seconds double precision[], permanents boolean[]);
 DROP FUNCTION webhooks.record_attempts(relay_id text, attempts jsonb);
 DROP FUNCTION webhooks.set_relay_asleep(relay_id text, asleep boolean);
+DROP FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint, OUT awaiting_fan_out bigint);
 
 -- Every function and view of 0.2.0, as a fresh install makes them, with its comment.
 COMMENT ON TABLE webhooks.subscription_periods IS 'When each endpoint took each event type (active, subscribed, add-on on): who gets a tracked event is decided at the event''s time, however late fan-out reaches it.';
@@ -1435,17 +1439,20 @@ $$;
 
 COMMENT ON FUNCTION webhooks.work_marker() IS 'Relay only: how far the event log''s and the deliveries'' id sequences have come; an idle relay polls it to notice new work without notifications.';
 CREATE OR REPLACE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint,
-                                     OUT awaiting_fan_out bigint)
+                                     OUT awaiting_fan_out bigint, OUT oldest_pending_seconds double precision,
+                                     OUT event_log_bytes bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT count(*) FILTER (WHERE d.next_attempt_at <= now() AND coalesce(d.leased_until <= now(), true)),
            count(*) FILTER (WHERE d.next_attempt_at > now() OR d.leased_until > now()),
            (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled'),
-           (SELECT count(*) FROM webhooks.events_awaiting_fan_out)
+           (SELECT count(*) FROM webhooks.events_awaiting_fan_out),
+           coalesce(extract(epoch FROM now() - min(d.created_at))::double precision, 0),
+           pg_total_relation_size('webhooks.events')
       FROM webhooks.deliveries d
      WHERE d.status = 'pending'
 $$;
 
-COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, and tracked events awaiting fan-out (the relay''s /metrics).';
+COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, tracked events awaiting fan-out, the age of the oldest pending delivery and the event log''s size on disk (the relay''s /metrics).';
 CREATE OR REPLACE FUNCTION webhooks.retry_now(endpoint_id bigint DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE

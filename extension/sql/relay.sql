@@ -665,17 +665,23 @@ $$;
 COMMENT ON FUNCTION webhooks.work_marker() IS 'Relay only: how far the event log''s and the deliveries'' id sequences have come; an idle relay polls it to notice new work without notifications.';
 
 -- Queue depth and disabled endpoints, for the relay's /metrics.
+-- oldest_pending_seconds: how long the oldest pending delivery has waited since it was made
+-- (0 with none), whatever holds it back (retries, a paused endpoint, no relay).
+-- event_log_bytes: the event log with its indexes and TOAST, on disk.
 CREATE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint,
-                                     OUT awaiting_fan_out bigint)
+                                     OUT awaiting_fan_out bigint, OUT oldest_pending_seconds double precision,
+                                     OUT event_log_bytes bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
     SELECT count(*) FILTER (WHERE d.next_attempt_at <= now() AND coalesce(d.leased_until <= now(), true)),
            count(*) FILTER (WHERE d.next_attempt_at > now() OR d.leased_until > now()),
            (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled'),
-           (SELECT count(*) FROM webhooks.events_awaiting_fan_out)
+           (SELECT count(*) FROM webhooks.events_awaiting_fan_out),
+           coalesce(extract(epoch FROM now() - min(d.created_at))::double precision, 0),
+           pg_total_relation_size('webhooks.events')
       FROM webhooks.deliveries d
      WHERE d.status = 'pending'
 $$;
-COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, and tracked events awaiting fan-out (the relay''s /metrics).';
+COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, tracked events awaiting fan-out, the age of the oldest pending delivery and the event log''s size on disk (the relay''s /metrics).';
 
 ------------------------------------------------------------------------------------------
 -- Operator controls

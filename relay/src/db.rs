@@ -121,6 +121,10 @@ pub struct QueueStats {
     pub endpoints_disabled: i64,
     /// Tracked events whose deliveries are not made yet (webhooks.events_awaiting_fan_out).
     pub awaiting_fan_out: i64,
+    /// Seconds the oldest pending delivery has waited since it was made (0 with none).
+    pub oldest_pending_seconds: f64,
+    /// The event log's size on disk, indexes included.
+    pub event_log_bytes: i64,
 }
 
 pub struct Database {
@@ -308,6 +312,8 @@ impl Database {
             scheduled: row.get(1),
             endpoints_disabled: row.get(2),
             awaiting_fan_out: row.get(3),
+            oldest_pending_seconds: row.get(4),
+            event_log_bytes: row.get(5),
         })
     }
 

@@ -82,6 +82,18 @@ pub fn render(state: &RelayState, queue: anyhow::Result<QueueStats>) -> String {
                 "Tracked events whose deliveries are not made yet (all relays' next claims make them).",
                 q.awaiting_fan_out,
             );
+            gauge_f64(
+                &mut out,
+                "queue_oldest_pending_seconds",
+                "Seconds the oldest pending delivery has waited since it was made (0 with none), whatever holds it back.",
+                q.oldest_pending_seconds,
+            );
+            gauge(
+                &mut out,
+                "event_log_bytes",
+                "The event log (webhooks.events) on disk, indexes included.",
+                q.event_log_bytes,
+            );
             gauge(
                 &mut out,
                 "endpoints_disabled",
@@ -113,6 +125,11 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "webhook_relay_{name} {value}");
+}
+
+fn gauge_f64(out: &mut String, name: &str, help: &str, value: f64) {
     header(out, name, "gauge", help);
     let _ = writeln!(out, "webhook_relay_{name} {value}");
 }

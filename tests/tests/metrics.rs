@@ -1,5 +1,6 @@
 //! `/metrics` in Prometheus text: attempts by outcome, the latency histogram, in flight,
-//! queue depth (due and scheduled) and disabled endpoints, matching what the database holds.
+//! queue depth (due and scheduled), the oldest pending delivery's age, the event log's size and
+//! disabled endpoints, matching what the database holds.
 
 use e2e::receiver::Reply;
 use e2e::stage::Stage;
@@ -50,6 +51,11 @@ async fn metrics_count_outcomes_latency_and_queue_depth() {
     );
     assert_eq!(get("webhook_relay_queue_due"), 0.0);
     assert_eq!(get("webhook_relay_queue_awaiting_fan_out"), 0.0);
+    assert!(
+        get("webhook_relay_queue_oldest_pending_seconds") > 0.0,
+        "the 503's delivery is pending"
+    );
+    assert!(get("webhook_relay_event_log_bytes") >= 8192.0);
     assert_eq!(get("webhook_relay_endpoints_disabled"), 1.0);
     assert_eq!(get("webhook_relay_in_flight"), 0.0);
     assert_eq!(get("webhook_relay_database_connected"), 1.0);
@@ -59,7 +65,10 @@ async fn metrics_count_outcomes_latency_and_queue_depth() {
     e2e::eventually(Duration::from_secs(20), "the retry to succeed", || async {
         let m = relay.metrics().await.ok()?;
         let succeeded = m.get("webhook_relay_attempts_total{outcome=\"succeeded\"}")?;
-        (*succeeded == 3.0 && m.get("webhook_relay_queue_scheduled") == Some(&0.0)).then_some(())
+        (*succeeded == 3.0
+            && m.get("webhook_relay_queue_scheduled") == Some(&0.0)
+            && m.get("webhook_relay_queue_oldest_pending_seconds") == Some(&0.0))
+        .then_some(())
     })
     .await;
 }
