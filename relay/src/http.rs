@@ -10,7 +10,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, HOST, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONNECTION, HOST, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::path::Path;
@@ -160,9 +160,15 @@ impl HttpClient {
                 .and_then(parse_retry_after),
             _ => None,
         };
+        let closing = response
+            .headers()
+            .get(CONNECTION)
+            .is_some_and(asks_to_close);
         let body = read_capped(response.into_body()).await;
-        // Only a connection whose response was read to the end can carry the next request.
-        if body.complete {
+        // Only a connection whose response was read to the end can carry the next request, and
+        // not one the receiver is closing: hyper closes it a moment after the response, and a
+        // request sent on it meanwhile would fail after it left.
+        if body.complete && !closing {
             self.pool.checkin(to, sender);
         }
         Exchange {
@@ -278,6 +284,14 @@ fn printable(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
 }
 
+/// Whether a `Connection` header holds the `close` option (RFC 9110, 7.6.1).
+fn asks_to_close(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .split(|b| *b == b',')
+        .any(|option| option.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
 /// Retry-After as seconds from now: delta-seconds or an HTTP date, capped at a day.
 fn parse_retry_after(value: &HeaderValue) -> Option<f64> {
     let text = value.to_str().ok()?.trim();
@@ -355,6 +369,16 @@ mod tests {
             parse_retry_after(&HeaderValue::from_static("soon-ish")),
             None
         );
+    }
+
+    #[test]
+    fn a_connection_header_asks_to_close_when_it_holds_the_close_option() {
+        assert!(asks_to_close(&HeaderValue::from_static("close")));
+        assert!(asks_to_close(&HeaderValue::from_static(
+            "Keep-Alive, Close"
+        )));
+        assert!(!asks_to_close(&HeaderValue::from_static("keep-alive")));
+        assert!(!asks_to_close(&HeaderValue::from_static("closed")));
     }
 
     #[test]
