@@ -82,7 +82,7 @@ pub fn render(state: &RelayState, queue: anyhow::Result<QueueStats>) -> String {
                 "Tracked events whose deliveries are not made yet (all relays' next claims make them).",
                 q.awaiting_fan_out,
             );
-            gauge_f64(
+            gauge(
                 &mut out,
                 "queue_oldest_pending_seconds",
                 "Seconds the oldest pending delivery has waited since it was made (0 with none), whatever holds it back.",
@@ -120,17 +120,16 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    header(out, name, "counter", help);
-    let _ = writeln!(out, "webhook_relay_{name} {value}");
+    sample(out, name, "counter", help, value);
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
-    header(out, name, "gauge", help);
-    let _ = writeln!(out, "webhook_relay_{name} {value}");
+fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    sample(out, name, "gauge", help, value);
 }
 
-fn gauge_f64(out: &mut String, name: &str, help: &str, value: f64) {
-    header(out, name, "gauge", help);
+/// A metric of one sample: its HELP and TYPE lines, then its value.
+fn sample(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
     let _ = writeln!(out, "webhook_relay_{name} {value}");
 }
 
