@@ -222,18 +222,44 @@ LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION webhooks._endpoint_changed(bigint) IS 'Internal: NOTIFY webhooks_endpoint_changed with the endpoint id at commit, so that relays stop using what their claims said about it.';
 
+-- A row a statement waited for was moved to another partition meanwhile (a delivery that
+-- finished), which an UPDATE or DELETE cannot follow: SQLSTATE 40001. In READ COMMITTED the
+-- caller runs the statement again, whose new snapshot finds the row where it went; a stricter
+-- isolation level cannot, and the whole transaction must be retried.
+CREATE FUNCTION webhooks._run_again_after_a_move() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'a delivery this transaction waited for finished meanwhile'
+            USING ERRCODE = 'serialization_failure',
+                  HINT = 'Retry the transaction; in READ COMMITTED (the default) the webhooks functions retry by themselves.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION webhooks._run_again_after_a_move() IS 'Internal: after SQLSTATE 40001 from a delivery that moved partitions, whether a statement may run again (READ COMMITTED) or the transaction must be retried.';
+
 -- A delivery starts a new round: pending and due now, no attempts counted, no lease, not
 -- finished (replay, backfill and redeliver). Returns how many deliveries were restarted.
+-- A delivery that a relay finishes while this waits for its row has moved to the finished
+-- deliveries' partition (_run_again_after_a_move).
 CREATE FUNCTION webhooks._restart_deliveries(delivery_ids bigint[]) RETURNS integer
-LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
-    WITH restarted AS (
-        UPDATE webhooks.deliveries d
-           SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
-               leased_until = NULL, finished_at = NULL
-         WHERE d.id = ANY (_restart_deliveries.delivery_ids)
-        RETURNING 1
-    )
-    SELECT count(*)::integer FROM restarted
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    restarted integer;
+BEGIN
+    LOOP
+        BEGIN
+            UPDATE webhooks.deliveries d
+               SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
+                   leased_until = NULL, finished_at = NULL
+             WHERE d.id = ANY (_restart_deliveries.delivery_ids);
+            GET DIAGNOSTICS restarted = ROW_COUNT;
+            RETURN restarted;
+        EXCEPTION WHEN serialization_failure THEN
+            PERFORM webhooks._run_again_after_a_move();
+        END;
+    END LOOP;
+END
 $$;
 COMMENT ON FUNCTION webhooks._restart_deliveries(bigint[]) IS 'Internal: start deliveries on a new round (pending, due now, no attempts, no lease); replay, backfill and redeliver use it. Returns how many.';
 
@@ -244,7 +270,16 @@ CREATE FUNCTION webhooks._queue_from_log(endpoint_id bigint, since timestamptz, 
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     queued integer;
+    kept_since timestamptz := webhooks.events_kept_since();
 BEGIN
+    -- Retention has dropped what came before (webhooks.maintain()): a window reaching further
+    -- back would quietly replay only part of itself.
+    IF since < kept_since THEN
+        RAISE EXCEPTION 'the event log no longer holds events from before %', webhooks.iso8601(kept_since)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Events are kept for %s (the event_retention setting): ask for a window from %s on.',
+                                webhooks._setting_interval('event_retention'), webhooks.iso8601(kept_since));
+    END IF;
     WITH replayed AS (
         SELECT ev.id
           FROM webhooks.events ev
@@ -352,6 +387,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Valid settings: ' || (SELECT string_agg(s.name, ', ' ORDER BY s.name) FROM webhooks.settings s) || '.';
     END IF;
+    IF name LIKE '%\_retention' OR name = 'partition_period' THEN
+        RETURN webhooks._set_duration_setting(name, value);
+    END IF;
     BEGIN
         parsed := value::boolean;
     EXCEPTION WHEN invalid_text_representation THEN
@@ -368,13 +406,22 @@ BEGIN
     IF set_setting.name LIKE '%\_addon' THEN
         PERFORM webhooks._sync_subscription_periods(e.id) FROM webhooks.endpoints e ORDER BY e.id;
         IF NOT parsed THEN
-            UPDATE webhooks.deliveries d
-               SET status = 'failed', finished_at = now(), leased_by = NULL, leased_until = NULL,
-                   last_error = format('not sent: the %s add-on was turned off', left(set_setting.name, -6))
-              FROM webhooks.events ev, webhooks.event_types t
-             WHERE ev.id = d.event_id AND t.name = ev.event_type
-               AND t.addon || '_addon' = set_setting.name
-               AND d.status NOT IN ('succeeded', 'failed');
+            -- (Run again when a delivery a relay finished meanwhile has left the pending
+            -- deliveries' partition under it: _run_again_after_a_move.)
+            LOOP
+                BEGIN
+                    UPDATE webhooks.deliveries d
+                       SET status = 'failed', finished_at = now(), leased_by = NULL, leased_until = NULL,
+                           last_error = format('not sent: the %s add-on was turned off', left(set_setting.name, -6))
+                      FROM webhooks.events ev, webhooks.event_types t
+                     WHERE ev.id = d.event_id AND t.name = ev.event_type
+                       AND t.addon || '_addon' = set_setting.name
+                       AND d.status = 'pending';
+                    EXIT;
+                EXCEPTION WHEN serialization_failure THEN
+                    PERFORM webhooks._run_again_after_a_move();
+                END;
+            END LOOP;
             PERFORM webhooks._endpoint_changed(e.id)
                FROM webhooks.endpoints e
               WHERE EXISTS (SELECT FROM webhooks.subscriptions s JOIN webhooks.event_types t ON t.name = s.event_type
@@ -393,7 +440,31 @@ BEGIN
     RETURN parsed::text;
 END
 $$;
-COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide switch (allow_http, outreach_addon). Admin only. Turning allow_http off disables every plain-http endpoint.';
+COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide setting: the switches allow_http and outreach_addon, and the retention and partition_period durations. Admin only. Turning allow_http off disables every plain-http endpoint.';
+
+-- A retention (at least a minute) or the partition period (a minute to 31 days), as an
+-- interval. Takes effect at the next webhooks.maintain().
+CREATE FUNCTION webhooks._set_duration_setting(name text, value text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    parsed interval;
+    longest interval := CASE WHEN name = 'partition_period' THEN interval '31 days' END;
+BEGIN
+    BEGIN
+        parsed := value::interval;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+        parsed := NULL;
+    END;
+    IF parsed IS NULL OR parsed < interval '1 minute' OR parsed > longest THEN
+        RAISE EXCEPTION 'setting "%" must be a duration of at least 1 minute%, not "%"', name,
+                        coalesce(' and at most ' || longest, ''), coalesce(value, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give an interval such as ''30 days'' or ''12 hours''.';
+    END IF;
+    UPDATE webhooks.settings s SET value = parsed::text, updated_at = now() WHERE s.name = _set_duration_setting.name;
+    RETURN parsed::text;
+END
+$$;
+COMMENT ON FUNCTION webhooks._set_duration_setting(text, text) IS 'Internal: set a retention or the partition period (set_setting''s part for durations).';
 
 CREATE FUNCTION webhooks.list_event_types()
 RETURNS TABLE (name text, category text, description text, addon text, available boolean)
@@ -639,7 +710,16 @@ BEGIN
     -- log stays. Deliveries first: deleting them waits out record_attempts batches that hold
     -- their rows, and a batch that comes later finds them gone and logs nothing; the attempts'
     -- statement, which starts after, then sees every attempt that was recorded.
-    DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
+    -- A delivery that finishes meanwhile moves to the finished deliveries' partition
+    -- (_run_again_after_a_move).
+    LOOP
+        BEGIN
+            DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
+            EXIT;
+        EXCEPTION WHEN serialization_failure THEN
+            PERFORM webhooks._run_again_after_a_move();
+        END;
+    END LOOP;
     DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoint_activity a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.subscription_periods p WHERE p.endpoint_id = ep.id;
@@ -765,6 +845,13 @@ COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS
 CREATE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
+    -- A finished delivery may outlive its event (the event_retention setting).
+    IF EXISTS (SELECT FROM webhooks.deliveries d WHERE d.id = redeliver.delivery_id
+                  AND NOT EXISTS (SELECT FROM webhooks.events ev WHERE ev.id = d.event_id)) THEN
+        RAISE EXCEPTION 'the event of delivery % is no longer in the event log', delivery_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Events are kept for %s (the event_retention setting).', webhooks._setting_interval('event_retention'));
+    END IF;
     IF webhooks._restart_deliveries(ARRAY[redeliver.delivery_id]) = 0 THEN
         RAISE EXCEPTION 'delivery % does not exist', coalesce(delivery_id::text, 'NULL')
             USING ERRCODE = 'no_data_found',

@@ -3,9 +3,12 @@
 --
 -- pg_dump leaves an extension's tables out of a dump unless they are marked as configuration
 -- tables. These hold the user's data: settings, endpoints with their secrets and
--- subscriptions and subscription periods, the event log, deliveries, attempts, endpoint
--- activity and history, the tracked tables, and the fan-out position. Each is marked, with its
--- identity sequence (PostgreSQL's rule: marking a table does not carry its sequence's state).
+-- subscriptions and subscription periods, the event log and its periods, deliveries, attempts,
+-- endpoint activity and history, the tracked tables, and the fan-out position. Each is marked,
+-- with its identity sequence (PostgreSQL's rule: marking a table does not carry its sequence's
+-- state). Of the partitioned tables, the partitions CREATE EXTENSION makes are marked (the
+-- rows are in the partitions); those webhooks.maintain() made later are not the extension's,
+-- so pg_dump carries them whole, rows and all.
 -- Left out on purpose: the event catalog and the table kinds (the extension's own, which
 -- CREATE EXTENSION makes again) and fanout_marks (transaction ids of the dumped cluster, of no
 -- use elsewhere).
@@ -15,11 +18,14 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoints_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.subscriptions', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.subscription_periods', '');
-SELECT pg_catalog.pg_extension_config_dump('webhooks.events', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.events_0', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.events_kept', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.events_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.event_log_periods', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries_pending', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries_finished_default', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('webhooks.attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.attempts_default', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.attempts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoint_activity', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoint_history', '');
@@ -28,7 +34,7 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.tracked_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.fanout_position', '');
 
 -- A restore loads the dumped rows into tables CREATE EXTENSION has just filled with its own:
--- the two settings and the fan-out position. The dumped row replaces the fresh one.
+-- the settings, the event log's first period and the fan-out position. The dumped row replaces the fresh one.
 CREATE FUNCTION webhooks._restore_setting() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
@@ -40,6 +46,19 @@ $$;
 COMMENT ON FUNCTION webhooks._restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
 CREATE TRIGGER restore_setting BEFORE INSERT ON webhooks.settings
     FOR EACH ROW EXECUTE FUNCTION webhooks._restore_setting();
+
+-- The event log's first period, which CREATE EXTENSION has just made, takes the dumped
+-- opening time.
+CREATE FUNCTION webhooks._restore_event_log_period() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    UPDATE webhooks.event_log_periods p SET opened_at = NEW.opened_at WHERE p.first_id = NEW.first_id;
+    RETURN CASE WHEN FOUND THEN NULL ELSE NEW END;
+END
+$$;
+COMMENT ON FUNCTION webhooks._restore_event_log_period() IS 'Trigger: a restored event log period replaces the one CREATE EXTENSION made.';
+CREATE TRIGGER restore_event_log_period BEFORE INSERT ON webhooks.event_log_periods
+    FOR EACH ROW EXECUTE FUNCTION webhooks._restore_event_log_period();
 
 -- The dumped position's snapshots name the dumped cluster's transactions; here they mean
 -- nothing, so the row is kept as it was and marked, and fan_out() waits for

@@ -34,7 +34,17 @@ INSERT INTO webhooks.settings (name, value, description) VALUES
     ('allow_http', 'false',
      'Accept plain http:// endpoint URLs (local development and tests only).'),
     ('outreach_addon', 'false',
-     'The Outreach add-on is enabled: endpoints may subscribe to outreach.* events.');
+     'The Outreach add-on is enabled: endpoints may subscribe to outreach.* events.'),
+    ('event_retention', '30 days',
+     'How long the event log keeps events (replay and backfill reach this far back); events of pending deliveries stay until they are delivered.'),
+    ('delivery_retention', '30 days',
+     'How long finished (succeeded or failed) deliveries are kept; pending ones stay until they finish.'),
+    ('attempt_retention', '30 days',
+     'How long the record of each HTTP attempt is kept.'),
+    ('deleted_endpoint_retention', '90 days',
+     'How long the audit line of a deleted endpoint is kept.'),
+    ('partition_period', '1 day',
+     'The time each partition of the event log, finished deliveries and attempts covers; retention drops whole partitions.');
 
 CREATE TABLE webhooks.event_types (
     name        text PRIMARY KEY,
@@ -147,30 +157,60 @@ COMMENT ON DOMAIN webhooks.event_data IS 'An event payload: a JSON object of at 
 
 -- No foreign key to event_types: a key check would share-lock the catalog row on every
 -- emit; emit() validates the type itself.
+-- Partitioned by id, one partition per period (the partition_period setting): events_<n>
+-- holds the ids from n * 2^32, and webhooks.maintain() opens period n + 1 by moving the id
+-- sequence there, so that each partition holds the events of one period and retention drops
+-- whole partitions. By id rather than by time: every reader finds an event by its id (claims,
+-- fan-out, deliveries), and an id names its partition, so each of them reads one partition.
+-- Ids grow by 2^32 per period: JSON readers that hold numbers as doubles read them exactly
+-- for two million periods. events_kept (the default partition) holds the events of pending
+-- deliveries whose period was dropped.
+-- Indexes belong to each partition, not to the partitioned tables (here and below): the
+-- partitions webhooks.maintain() makes copy them from the default partition. An index of the
+-- partitioned table would make pg_restore fail, since CREATE EXTENSION would have made it
+-- before the restore attaches the dumped partitions (which then get it twice).
 CREATE TABLE webhooks.events (
-    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id         bigint GENERATED ALWAYS AS IDENTITY,
     event_type text NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     data       webhooks.event_data,
     -- A tracked event's writing transaction, by which webhooks.fan_out() finds it once it has
     -- committed. NULL for events that got their deliveries when they were logged (emit()).
     fanout_xid xid8
-);
+) PARTITION BY RANGE (id);
+CREATE TABLE webhooks.events_kept PARTITION OF webhooks.events (PRIMARY KEY (id)) DEFAULT;
+CREATE TABLE webhooks.events_0 PARTITION OF webhooks.events (PRIMARY KEY (id))
+    FOR VALUES FROM (0) TO (4294967296);
 -- BRIN: created_at grows with the log, so a tiny index serves replay windows at almost no
 -- cost per emitted event. VACUUM summarizes each 128-page range once it is full; until then an
 -- insert finds its range unsummarized and leaves the index alone. The one exception would be
 -- the first range, which CREATE INDEX summarizes while the table is empty, so that every event
 -- of the first 128 pages would rewrite its summary (a third of a tracked write's index work):
--- it is desummarized here, like every range that is still filling.
-CREATE INDEX events_created_at ON webhooks.events USING brin (created_at);
-SELECT pg_catalog.brin_desummarize_range('webhooks.events_created_at', 0);
+-- it is desummarized, like every range that is still filling (here, and for each new partition
+-- in webhooks.maintain()).
+CREATE INDEX events_kept_created_at ON webhooks.events_kept USING brin (created_at);
+CREATE INDEX events_0_created_at ON webhooks.events_0 USING brin (created_at);
+SELECT pg_catalog.brin_desummarize_range('webhooks.events_kept_created_at', 0);
+SELECT pg_catalog.brin_desummarize_range('webhooks.events_0_created_at', 0);
 
+-- The periods of the event log: the first id of each partition and when it was opened. The
+-- oldest period still kept says how far back replay and backfill reach.
+CREATE TABLE webhooks.event_log_periods (
+    first_id  bigint PRIMARY KEY CHECK (first_id % 4294967296 = 0),
+    opened_at timestamptz NOT NULL
+);
+INSERT INTO webhooks.event_log_periods VALUES (0, now());
+
+-- Partitioned by status: the pending deliveries (the queue the relays claim from) in one
+-- table that stays as small as the backlog, and the finished ones by the day they finished
+-- (the partition_period setting), which retention drops whole. Finishing a delivery moves its
+-- row from the one to the other: a new row where the update wrote a new row version before.
 CREATE TABLE webhooks.deliveries (
-    id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id                   bigint GENERATED ALWAYS AS IDENTITY,
     -- No foreign keys on the hot path: checking them would lock the endpoint row in every
     -- emitting transaction (shared locks from many writers become multixacts). Only the
     -- extension's functions write here; delete_endpoint removes an endpoint's deliveries, and
-    -- events are never deleted.
+    -- an event stays while a pending delivery needs it (webhooks.maintain()).
     event_id             bigint NOT NULL,
     endpoint_id          bigint NOT NULL,
     status               text NOT NULL DEFAULT 'pending'
@@ -188,17 +228,25 @@ CREATE TABLE webhooks.deliveries (
     last_response_status integer,
     last_error           text,
     created_at           timestamptz NOT NULL DEFAULT now(),
-    finished_at          timestamptz
+    finished_at          timestamptz,
+    CHECK ((status = 'pending') = (finished_at IS NULL))
     -- One delivery per (event, endpoint) holds by construction: emit inserts each pair once,
     -- and replay (under the endpoint's row lock) updates existing pairs before inserting the
     -- missing ones. A unique index would cost every emitting transaction a large share of its
     -- throughput (docs/benchmarks-history.md, "Tracking").
-) WITH (fillfactor = 40);
+) PARTITION BY LIST (status);
+CREATE TABLE webhooks.deliveries_pending PARTITION OF webhooks.deliveries
+    (PRIMARY KEY (id)) FOR VALUES IN ('pending') WITH (fillfactor = 40);
 -- Why 40: a claim leases a page's deliveries together, and each lease is a new version of the
 -- row, larger than the queued one (88 bytes) by the expiry and the relay's id. Only when all of
 -- them fit on the page are the leases HOT updates. A lease that spills to another page adds
 -- index entries that every later claim walks past until vacuum: with fillfactor 80, seven
 -- leases in ten spilled. 40 leaves room for a holder of up to 38 bytes; it is 16.
+CREATE TABLE webhooks.deliveries_finished PARTITION OF webhooks.deliveries
+    FOR VALUES IN ('succeeded', 'failed') PARTITION BY RANGE (finished_at);
+-- Finished deliveries are found by id (redeliver, delivery_log).
+CREATE TABLE webhooks.deliveries_finished_default PARTITION OF webhooks.deliveries_finished DEFAULT;
+CREATE INDEX deliveries_finished_default_id ON webhooks.deliveries_finished_default (id);
 
 -- The claim walks this per endpoint (oldest due first), so its cost does not grow with the
 -- backlog. The id makes every key unique: one transaction's deliveries share a due time, and
@@ -206,9 +254,9 @@ CREATE TABLE webhooks.deliveries (
 -- of them are, so every claim would visit the finished deliveries' rows again (claims read
 -- 17-21 index entries per delivery they took; now 5-6). It also sends deliveries due at the
 -- same moment in the order they were made.
-CREATE INDEX deliveries_due ON webhooks.deliveries (endpoint_id, next_attempt_at, id) WHERE status = 'pending';
--- No index on finished deliveries: endpoint_status counts them from endpoint_activity, so
--- finishing a delivery writes one index entry (the primary key's) rather than two.
+CREATE INDEX deliveries_due ON webhooks.deliveries_pending (endpoint_id, next_attempt_at, id);
+-- No index on finished deliveries by endpoint: endpoint_status counts them from
+-- endpoint_activity, so finishing a delivery writes one index entry.
 
 -- How far webhooks.fan_out() has come through the log. A tracking trigger logs its event with
 -- its transaction's id (events.fanout_xid) and nothing else; it does not look up subscribers
@@ -263,6 +311,8 @@ SELECT ev.id, ev.event_type, ev.created_at, ev.fanout_xid
    AND NOT (p.batch IS NOT NULL AND ev.id <= p.batch_reached
             AND webhooks._ended_in(ev.fanout_xid, p.batch, p.batch_by));
 
+-- Partitioned by the attempt's start, one partition per period (the partition_period
+-- setting), which retention drops whole; attempts_default takes what no partition covers.
 CREATE TABLE webhooks.attempts (
     id               bigint GENERATED ALWAYS AS IDENTITY,
     -- No foreign key: its check would run a query and lock the delivery row for every
@@ -281,15 +331,16 @@ CREATE TABLE webhooks.attempts (
     response_body    text,
     error            text,
     outcome          text NOT NULL CHECK (outcome IN ('succeeded', 'retry', 'failed')),
-    relay_id         text,
-    -- The key leads with the delivery, so that one index serves both uniqueness and the
-    -- lookup of a delivery's attempts (delivery_log): a second index on delivery_id cost every
-    -- recorded attempt one more index entry and WAL record.
-    PRIMARY KEY (delivery_id, id)
-);
+    relay_id         text
+) PARTITION BY RANGE (started_at);
+-- The key leads with the delivery, so that one index serves both uniqueness and the lookup of
+-- a delivery's attempts (delivery_log): a second index on delivery_id cost every recorded
+-- attempt one more index entry and WAL record.
+CREATE TABLE webhooks.attempts_default PARTITION OF webhooks.attempts
+    (PRIMARY KEY (delivery_id, id)) DEFAULT;
 -- Deliveries that failed for good, by endpoint and time: what auto-disable counts. Attempts
 -- that will be retried are not indexed.
-CREATE INDEX attempts_endpoint_failed ON webhooks.attempts (endpoint_id, started_at)
+CREATE INDEX attempts_default_failed ON webhooks.attempts_default (endpoint_id, started_at)
     WHERE outcome = 'failed';
 
 -- What each endpoint's relays recorded, by the hour: deliveries finished (succeeded, failed
@@ -318,11 +369,17 @@ CREATE TABLE webhooks.endpoint_history (
 );
 CREATE INDEX endpoint_history_endpoint ON webhooks.endpoint_history (endpoint_id, at);
 
--- Append-only logs: UPDATE, DELETE and TRUNCATE are refused. Retention pruning, when it
--- exists, is an explicit function that says so.
+-- Append-only logs: UPDATE, DELETE and TRUNCATE are refused. Retention drops whole
+-- partitions (webhooks.maintain(), retention.sql), which no row trigger sees; the one DELETE it
+-- runs here is of carried-over events nothing needs any more, and it says so.
 CREATE FUNCTION webhooks._refuse_log_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- webhooks.maintain() deletes the carried-over events nothing needs any more.
+    IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'events_kept'
+       AND pg_catalog.current_setting('webhooks.maintaining', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
     RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege',
               HINT = 'The log is the source of truth. To deliver an event again use webhooks.replay or webhooks.redeliver.';
@@ -345,6 +402,12 @@ BEGIN
        AND OLD.endpoint_id::text = current_setting('webhooks.deleting_endpoint', true) THEN
         RETURN OLD;
     END IF;
+    -- webhooks.maintain() deletes the audit lines of endpoints deleted longer ago than the
+    -- deleted_endpoint_retention setting.
+    IF TG_OP = 'DELETE' AND OLD.action = 'deleted'
+       AND current_setting('webhooks.maintaining', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
     RAISE EXCEPTION 'webhooks.endpoint_history is append-only: % is not allowed', TG_OP
         USING ERRCODE = 'insufficient_privilege',
               HINT = 'An endpoint''s history goes only with the endpoint: webhooks.delete_endpoint.';
@@ -362,7 +425,14 @@ COMMENT ON TABLE webhooks.event_types IS 'The event catalog: every event type, i
 COMMENT ON TABLE webhooks.endpoints IS 'Webhook endpoints with their signing secrets. Read webhooks.endpoint_list for a view without secrets.';
 COMMENT ON TABLE webhooks.subscriptions IS 'Endpoint subscriptions expanded to individual event types.';
 COMMENT ON TABLE webhooks.events IS 'Append-only event log, the source of truth. The id is what receivers deduplicate on (X-Webhook-Id).';
+COMMENT ON TABLE webhooks.events_0 IS 'The event log''s first period (ids below 2^32).';
+COMMENT ON TABLE webhooks.events_kept IS 'Events of pending deliveries whose period retention has dropped (the event log''s default partition).';
+COMMENT ON TABLE webhooks.event_log_periods IS 'The event log''s periods: the first id of each partition and when it was opened.';
 COMMENT ON TABLE webhooks.deliveries IS 'One row per (event, endpoint): the work the relay claims.';
+COMMENT ON TABLE webhooks.deliveries_pending IS 'Pending deliveries: the queue relays claim from.';
+COMMENT ON TABLE webhooks.deliveries_finished IS 'Finished deliveries, partitioned by the period they finished in.';
+COMMENT ON TABLE webhooks.deliveries_finished_default IS 'Finished deliveries no period partition covers.';
+COMMENT ON TABLE webhooks.attempts_default IS 'Attempts no period partition covers.';
 COMMENT ON TABLE webhooks.fanout_position IS 'How far webhooks.fan_out() has come through the log: the snapshot whose ended transactions'' tracked events all have their deliveries.';
 COMMENT ON TABLE webhooks.fanout_marks IS 'The last event id given out before each fan-out round''s transaction id: what lets fan_out() skip the part of the log it has finished.';
 COMMENT ON VIEW webhooks.events_awaiting_fan_out IS 'Committed tracked events whose deliveries are not made yet; the next webhooks.fan_out() (every relay claim runs it) makes them.';

@@ -64,33 +64,249 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.subscription_periods', '');
 ------------------------------------------------------------------------------------------
 
 DROP INDEX webhooks.attempts_endpoint_failures;
-CREATE INDEX attempts_endpoint_failed ON webhooks.attempts (endpoint_id, started_at)
-    WHERE outcome = 'failed';
 DROP VIEW webhooks.endpoint_status;
+
+------------------------------------------------------------------------------------------
+-- Retention: the event log, deliveries and attempts become partitioned tables
+------------------------------------------------------------------------------------------
+
+-- Each is made anew as a fresh install makes it, its rows are copied in, and the 0.1.0 table
+-- goes. The views that read them are made again below.
+DROP VIEW webhooks.events_awaiting_fan_out;
+DROP VIEW webhooks.delivery_log;
+ALTER TABLE webhooks.events RENAME TO events_0_1_0;
+ALTER SEQUENCE webhooks.events_id_seq RENAME TO events_0_1_0_id_seq;
+ALTER INDEX webhooks.events_pkey RENAME TO events_0_1_0_pkey;
+ALTER INDEX webhooks.events_created_at RENAME TO events_0_1_0_created_at;
+ALTER TABLE webhooks.deliveries RENAME TO deliveries_0_1_0;
+ALTER SEQUENCE webhooks.deliveries_id_seq RENAME TO deliveries_0_1_0_id_seq;
+ALTER INDEX webhooks.deliveries_pkey RENAME TO deliveries_0_1_0_pkey;
+ALTER INDEX webhooks.deliveries_due RENAME TO deliveries_0_1_0_due;
+ALTER TABLE webhooks.attempts RENAME TO attempts_0_1_0;
+ALTER SEQUENCE webhooks.attempts_id_seq RENAME TO attempts_0_1_0_id_seq;
+ALTER INDEX webhooks.attempts_pkey RENAME TO attempts_0_1_0_pkey;
+-- Constraint names are chosen among the schema's, so the new tables' would take another.
+ALTER TABLE webhooks.deliveries_0_1_0 RENAME CONSTRAINT deliveries_status_check TO deliveries_0_1_0_status_check;
+ALTER TABLE webhooks.attempts_0_1_0 RENAME CONSTRAINT attempts_outcome_check TO attempts_0_1_0_outcome_check;
+
+-- No foreign key to event_types: a key check would share-lock the catalog row on every
+-- emit; emit() validates the type itself.
+-- Partitioned by id, one partition per period (the partition_period setting): events_<n>
+-- holds the ids from n * 2^32, and webhooks.maintain() opens period n + 1 by moving the id
+-- sequence there, so that each partition holds the events of one period and retention drops
+-- whole partitions. By id rather than by time: every reader finds an event by its id (claims,
+-- fan-out, deliveries), and an id names its partition, so each of them reads one partition.
+-- Ids grow by 2^32 per period: JSON readers that hold numbers as doubles read them exactly
+-- for two million periods. events_kept (the default partition) holds the events of pending
+-- deliveries whose period was dropped.
+-- Indexes belong to each partition, not to the partitioned tables (here and below): the
+-- partitions webhooks.maintain() makes copy them from the default partition. An index of the
+-- partitioned table would make pg_restore fail, since CREATE EXTENSION would have made it
+-- before the restore attaches the dumped partitions (which then get it twice).
+CREATE TABLE webhooks.events (
+    id         bigint GENERATED ALWAYS AS IDENTITY,
+    event_type text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    data       webhooks.event_data,
+    -- A tracked event's writing transaction, by which webhooks.fan_out() finds it once it has
+    -- committed. NULL for events that got their deliveries when they were logged (emit()).
+    fanout_xid xid8
+) PARTITION BY RANGE (id);
+CREATE TABLE webhooks.events_kept PARTITION OF webhooks.events (PRIMARY KEY (id)) DEFAULT;
+CREATE TABLE webhooks.events_0 PARTITION OF webhooks.events (PRIMARY KEY (id))
+    FOR VALUES FROM (0) TO (4294967296);
+-- BRIN: created_at grows with the log, so a tiny index serves replay windows at almost no
+-- cost per emitted event. VACUUM summarizes each 128-page range once it is full; until then an
+-- insert finds its range unsummarized and leaves the index alone. The one exception would be
+-- the first range, which CREATE INDEX summarizes while the table is empty, so that every event
+-- of the first 128 pages would rewrite its summary (a third of a tracked write's index work):
+-- it is desummarized, like every range that is still filling (here, and for each new partition
+-- in webhooks.maintain()).
+CREATE INDEX events_kept_created_at ON webhooks.events_kept USING brin (created_at);
+CREATE INDEX events_0_created_at ON webhooks.events_0 USING brin (created_at);
+SELECT pg_catalog.brin_desummarize_range('webhooks.events_kept_created_at', 0);
+SELECT pg_catalog.brin_desummarize_range('webhooks.events_0_created_at', 0);
+
+-- The periods of the event log: the first id of each partition and when it was opened. The
+-- oldest period still kept says how far back replay and backfill reach.
+CREATE TABLE webhooks.event_log_periods (
+    first_id  bigint PRIMARY KEY CHECK (first_id % 4294967296 = 0),
+    opened_at timestamptz NOT NULL
+);
+
+-- Partitioned by status: the pending deliveries (the queue the relays claim from) in one
+-- table that stays as small as the backlog, and the finished ones by the day they finished
+-- (the partition_period setting), which retention drops whole. Finishing a delivery moves its
+-- row from the one to the other: a new row where the update wrote a new row version before.
+-- The first period holds the whole 0.1.0 log, and opened with its first event.
+INSERT INTO webhooks.event_log_periods
+SELECT 0, coalesce((SELECT min(ev.created_at) FROM webhooks.events_0_1_0 ev), now());
+
+-- Partitioned by status: the pending deliveries (the queue the relays claim from) in one
+-- table that stays as small as the backlog, and the finished ones by the day they finished
+-- (the partition_period setting), which retention drops whole. Finishing a delivery moves its
+-- row from the one to the other: a new row where the update wrote a new row version before.
+CREATE TABLE webhooks.deliveries (
+    id                   bigint GENERATED ALWAYS AS IDENTITY,
+    -- No foreign keys on the hot path: checking them would lock the endpoint row in every
+    -- emitting transaction (shared locks from many writers become multixacts). Only the
+    -- extension's functions write here; delete_endpoint removes an endpoint's deliveries, and
+    -- an event stays while a pending delivery needs it (webhooks.maintain()).
+    event_id             bigint NOT NULL,
+    endpoint_id          bigint NOT NULL,
+    status               text NOT NULL DEFAULT 'pending'
+                         CHECK (status IN ('pending', 'succeeded', 'failed')),
+    -- Attempts in the current round (replay and redeliver start a new round at 0).
+    attempts             integer NOT NULL DEFAULT 0,
+    -- When the delivery is due (first attempt, or the next retry).
+    next_attempt_at      timestamptz NOT NULL DEFAULT now(),
+    -- A relay's claim: the delivery is not claimed again until leased_until, so a crashed
+    -- relay's work comes back by itself. Neither column is indexed, so the claim's update is a
+    -- HOT update (no index writes), which matters at thousands of deliveries a second.
+    -- The holder: a digest of the claiming session's lease key (webhooks._lease_holder()).
+    leased_by            text,
+    leased_until         timestamptz,
+    last_response_status integer,
+    last_error           text,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    finished_at          timestamptz,
+    CHECK ((status = 'pending') = (finished_at IS NULL))
+    -- One delivery per (event, endpoint) holds by construction: emit inserts each pair once,
+    -- and replay (under the endpoint's row lock) updates existing pairs before inserting the
+    -- missing ones. A unique index would cost every emitting transaction a large share of its
+    -- throughput (docs/benchmarks-history.md, "Tracking").
+) PARTITION BY LIST (status);
+CREATE TABLE webhooks.deliveries_pending PARTITION OF webhooks.deliveries
+    (PRIMARY KEY (id)) FOR VALUES IN ('pending') WITH (fillfactor = 40);
+-- Why 40: a claim leases a page's deliveries together, and each lease is a new version of the
+-- row, larger than the queued one (88 bytes) by the expiry and the relay's id. Only when all of
+-- them fit on the page are the leases HOT updates. A lease that spills to another page adds
+-- index entries that every later claim walks past until vacuum: with fillfactor 80, seven
+-- leases in ten spilled. 40 leaves room for a holder of up to 38 bytes; it is 16.
+CREATE TABLE webhooks.deliveries_finished PARTITION OF webhooks.deliveries
+    FOR VALUES IN ('succeeded', 'failed') PARTITION BY RANGE (finished_at);
+-- Finished deliveries are found by id (redeliver, delivery_log).
+CREATE TABLE webhooks.deliveries_finished_default PARTITION OF webhooks.deliveries_finished DEFAULT;
+CREATE INDEX deliveries_finished_default_id ON webhooks.deliveries_finished_default (id);
+
+-- The claim walks this per endpoint (oldest due first), so its cost does not grow with the
+-- backlog. The id makes every key unique: one transaction's deliveries share a due time, and
+-- equal keys would be merged into posting lists, whose entries are only marked dead once all
+-- of them are, so every claim would visit the finished deliveries' rows again (claims read
+-- 17-21 index entries per delivery they took; now 5-6). It also sends deliveries due at the
+-- same moment in the order they were made.
+CREATE INDEX deliveries_due ON webhooks.deliveries_pending (endpoint_id, next_attempt_at, id);
+-- No index on finished deliveries by endpoint: endpoint_status counts them from
+-- endpoint_activity, so finishing a delivery writes one index entry.
+
+-- Partitioned by the attempt's start, one partition per period (the partition_period
+-- setting), which retention drops whole; attempts_default takes what no partition covers.
+CREATE TABLE webhooks.attempts (
+    id               bigint GENERATED ALWAYS AS IDENTITY,
+    -- No foreign key: its check would run a query and lock the delivery row for every
+    -- recorded attempt (a fifth of record_attempts' time). Only record_attempts writes here,
+    -- for deliveries whose rows it holds locked, and delete_endpoint deletes an endpoint's
+    -- attempts with its deliveries.
+    delivery_id      bigint NOT NULL,
+    endpoint_id      bigint NOT NULL,
+    attempt_number   integer NOT NULL,
+    started_at       timestamptz NOT NULL,
+    duration_ms      double precision NOT NULL,
+    -- json, not jsonb: the headers as sent, in the order sent, and PostgreSQL only checks the
+    -- text instead of building a binary tree for every attempt it records.
+    request_headers  json NOT NULL,
+    response_status  integer,
+    response_body    text,
+    error            text,
+    outcome          text NOT NULL CHECK (outcome IN ('succeeded', 'retry', 'failed')),
+    relay_id         text
+) PARTITION BY RANGE (started_at);
+-- The key leads with the delivery, so that one index serves both uniqueness and the lookup of
+-- a delivery's attempts (delivery_log): a second index on delivery_id cost every recorded
+-- attempt one more index entry and WAL record.
+CREATE TABLE webhooks.attempts_default PARTITION OF webhooks.attempts
+    (PRIMARY KEY (delivery_id, id)) DEFAULT;
+-- Deliveries that failed for good, by endpoint and time: what auto-disable counts. Attempts
+-- that will be retried are not indexed.
+CREATE INDEX attempts_default_failed ON webhooks.attempts_default (endpoint_id, started_at)
+    WHERE outcome = 'failed';
+
+-- (refuse_log_change takes its new name, _refuse_log_change, further down.)
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON webhooks.events
+    FOR EACH ROW EXECUTE FUNCTION webhooks.refuse_log_change();
+CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON webhooks.events
+    FOR EACH STATEMENT EXECUTE FUNCTION webhooks.refuse_log_change();
+INSERT INTO webhooks.events OVERRIDING SYSTEM VALUE
+SELECT ev.id, ev.event_type, ev.created_at, ev.data, ev.fanout_xid FROM webhooks.events_0_1_0 ev;
+-- Finished deliveries go to the default partition (webhooks.maintain() makes the periods' from
+-- the current one on), from which retention deletes them once they are old enough.
+INSERT INTO webhooks.deliveries OVERRIDING SYSTEM VALUE
+SELECT d.id, d.event_id, d.endpoint_id, d.status, d.attempts, d.next_attempt_at, d.leased_by,
+       d.leased_until, d.last_response_status, d.last_error, d.created_at,
+       CASE WHEN d.status <> 'pending' THEN coalesce(d.finished_at, d.next_attempt_at) END
+  FROM webhooks.deliveries_0_1_0 d;
+INSERT INTO webhooks.attempts OVERRIDING SYSTEM VALUE
+SELECT a.id, a.delivery_id, a.endpoint_id, a.attempt_number, a.started_at, a.duration_ms,
+       a.request_headers, a.response_status, a.response_body, a.error, a.outcome, a.relay_id
+  FROM webhooks.attempts_0_1_0 a;
+SELECT pg_catalog.setval('webhooks.events_id_seq', s.last_value, s.is_called) FROM webhooks.events_0_1_0_id_seq s;
+SELECT pg_catalog.setval('webhooks.deliveries_id_seq', s.last_value, s.is_called) FROM webhooks.deliveries_0_1_0_id_seq s;
+SELECT pg_catalog.setval('webhooks.attempts_id_seq', s.last_value, s.is_called) FROM webhooks.attempts_0_1_0_id_seq s;
+-- Leaving the extension first takes them off its list of configuration tables.
+ALTER EXTENSION pg_webhooks DROP TABLE webhooks.events_0_1_0;
+ALTER EXTENSION pg_webhooks DROP SEQUENCE webhooks.events_0_1_0_id_seq;
+ALTER EXTENSION pg_webhooks DROP TABLE webhooks.deliveries_0_1_0;
+ALTER EXTENSION pg_webhooks DROP SEQUENCE webhooks.deliveries_0_1_0_id_seq;
+ALTER EXTENSION pg_webhooks DROP TABLE webhooks.attempts_0_1_0;
+ALTER EXTENSION pg_webhooks DROP SEQUENCE webhooks.attempts_0_1_0_id_seq;
+DROP TABLE webhooks.events_0_1_0, webhooks.deliveries_0_1_0, webhooks.attempts_0_1_0;
+
+SELECT pg_catalog.pg_extension_config_dump('webhooks.events_0', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.events_kept', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.event_log_periods', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries_pending', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries_finished_default', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.deliveries_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.attempts_default', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.attempts_id_seq', '');
+
+INSERT INTO webhooks.settings (name, value, description) VALUES
+    ('event_retention', '30 days',
+     'How long the event log keeps events (replay and backfill reach this far back); events of pending deliveries stay until they are delivered.'),
+    ('delivery_retention', '30 days',
+     'How long finished (succeeded or failed) deliveries are kept; pending ones stay until they finish.'),
+    ('attempt_retention', '30 days',
+     'How long the record of each HTTP attempt is kept.'),
+    ('deleted_endpoint_retention', '90 days',
+     'How long the audit line of a deleted endpoint is kept.'),
+    ('partition_period', '1 day',
+     'The time each partition of the event log, finished deliveries and attempts covers; retention drops whole partitions.');
+
 
 ------------------------------------------------------------------------------------------
 -- Functions and views: renamed, dropped, and made as a fresh 0.2.0 install makes them
 ------------------------------------------------------------------------------------------
 
 -- Internal functions take a leading underscore (they keep their rights and their uses).
-ALTER FUNCTION webhooks.setting_enabled(setting text) RENAME TO _setting_enabled;
-ALTER FUNCTION webhooks.resolve_event_selection(selection text[]) RENAME TO _resolve_event_selection;
-ALTER FUNCTION webhooks.lock_endpoint(endpoint_id bigint) RENAME TO _lock_endpoint;
-ALTER FUNCTION webhooks.record_history(endpoint_id bigint, action text, detail jsonb) RENAME TO _record_history;
-ALTER FUNCTION webhooks.check_secret(secret text) RENAME TO _check_secret;
-ALTER FUNCTION webhooks.check_rate_limit(rate_limit integer) RENAME TO _check_rate_limit;
 ALTER FUNCTION webhooks.check_failure_window(failure_window interval) RENAME TO _check_failure_window;
-ALTER FUNCTION webhooks.checked_url(url text) RENAME TO _checked_url;
-ALTER FUNCTION webhooks.wake_relay() RENAME TO _wake_relay;
-ALTER FUNCTION webhooks.queue_from_log(endpoint_id bigint, since timestamptz, until timestamptz, only_types text[]) RENAME TO _queue_from_log;
-ALTER FUNCTION webhooks.make_deliveries(event_ids bigint[]) RENAME TO _make_deliveries;
-ALTER FUNCTION webhooks.require_columns(tbl regclass, role text, columns text[]) RENAME TO _require_columns;
-ALTER FUNCTION webhooks.people_columns(kind text) RENAME TO _people_columns;
+ALTER FUNCTION webhooks.check_rate_limit(rate_limit integer) RENAME TO _check_rate_limit;
+ALTER FUNCTION webhooks.check_secret(secret text) RENAME TO _check_secret;
 ALTER FUNCTION webhooks.check_trackable("table_name" oid, "kind" TEXT, "candidates" oid, "job_postings" oid) RENAME TO _check_trackable;
+ALTER FUNCTION webhooks.checked_url(url text) RENAME TO _checked_url;
 ALTER FUNCTION webhooks.ended_in(xid xid8, snapshot pg_snapshot, taken_by xid8) RENAME TO _ended_in;
+ALTER FUNCTION webhooks.lock_endpoint(endpoint_id bigint) RENAME TO _lock_endpoint;
+ALTER FUNCTION webhooks.make_deliveries(event_ids bigint[]) RENAME TO _make_deliveries;
+ALTER FUNCTION webhooks.people_columns(kind text) RENAME TO _people_columns;
+ALTER FUNCTION webhooks.queue_from_log(endpoint_id bigint, since timestamptz, until timestamptz, only_types text[]) RENAME TO _queue_from_log;
+ALTER FUNCTION webhooks.record_history(endpoint_id bigint, action text, detail jsonb) RENAME TO _record_history;
 ALTER FUNCTION webhooks.refuse_log_change() RENAME TO _refuse_log_change;
-ALTER FUNCTION webhooks.restore_setting() RENAME TO _restore_setting;
+ALTER FUNCTION webhooks.require_columns(tbl regclass, role text, columns text[]) RENAME TO _require_columns;
+ALTER FUNCTION webhooks.resolve_event_selection(selection text[]) RENAME TO _resolve_event_selection;
 ALTER FUNCTION webhooks.restore_fanout_position() RENAME TO _restore_fanout_position;
+ALTER FUNCTION webhooks.restore_setting() RENAME TO _restore_setting;
+ALTER FUNCTION webhooks.setting_enabled(setting text) RENAME TO _setting_enabled;
+ALTER FUNCTION webhooks.wake_relay() RENAME TO _wake_relay;
 
 -- Functions that 0.2.0 removes, or whose arguments or results changed.
 DROP FUNCTION webhooks.update_endpoint(endpoint_id bigint, changes jsonb);
@@ -123,6 +339,11 @@ SELECT ev.id, ev.event_type, ev.created_at, ev.fanout_xid
 CREATE OR REPLACE FUNCTION webhooks._refuse_log_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- webhooks.maintain() deletes the carried-over events nothing needs any more.
+    IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'events_kept'
+       AND pg_catalog.current_setting('webhooks.maintaining', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
     RAISE EXCEPTION '% is append-only: % is not allowed', TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege',
               HINT = 'The log is the source of truth. To deliver an event again use webhooks.replay or webhooks.redeliver.';
@@ -137,6 +358,12 @@ BEGIN
        AND OLD.endpoint_id::text = current_setting('webhooks.deleting_endpoint', true) THEN
         RETURN OLD;
     END IF;
+    -- webhooks.maintain() deletes the audit lines of endpoints deleted longer ago than the
+    -- deleted_endpoint_retention setting.
+    IF TG_OP = 'DELETE' AND OLD.action = 'deleted'
+       AND current_setting('webhooks.maintaining', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
     RAISE EXCEPTION 'webhooks.endpoint_history is append-only: % is not allowed', TG_OP
         USING ERRCODE = 'insufficient_privilege',
               HINT = 'An endpoint''s history goes only with the endpoint: webhooks.delete_endpoint.';
@@ -149,7 +376,14 @@ COMMENT ON TABLE webhooks.event_types IS 'The event catalog: every event type, i
 COMMENT ON TABLE webhooks.endpoints IS 'Webhook endpoints with their signing secrets. Read webhooks.endpoint_list for a view without secrets.';
 COMMENT ON TABLE webhooks.subscriptions IS 'Endpoint subscriptions expanded to individual event types.';
 COMMENT ON TABLE webhooks.events IS 'Append-only event log, the source of truth. The id is what receivers deduplicate on (X-Webhook-Id).';
+COMMENT ON TABLE webhooks.events_0 IS 'The event log''s first period (ids below 2^32).';
+COMMENT ON TABLE webhooks.events_kept IS 'Events of pending deliveries whose period retention has dropped (the event log''s default partition).';
+COMMENT ON TABLE webhooks.event_log_periods IS 'The event log''s periods: the first id of each partition and when it was opened.';
 COMMENT ON TABLE webhooks.deliveries IS 'One row per (event, endpoint): the work the relay claims.';
+COMMENT ON TABLE webhooks.deliveries_pending IS 'Pending deliveries: the queue relays claim from.';
+COMMENT ON TABLE webhooks.deliveries_finished IS 'Finished deliveries, partitioned by the period they finished in.';
+COMMENT ON TABLE webhooks.deliveries_finished_default IS 'Finished deliveries no period partition covers.';
+COMMENT ON TABLE webhooks.attempts_default IS 'Attempts no period partition covers.';
 COMMENT ON TABLE webhooks.fanout_position IS 'How far webhooks.fan_out() has come through the log: the snapshot whose ended transactions'' tracked events all have their deliveries.';
 COMMENT ON TABLE webhooks.fanout_marks IS 'The last event id given out before each fan-out round''s transaction id: what lets fan_out() skip the part of the log it has finished.';
 COMMENT ON VIEW webhooks.events_awaiting_fan_out IS 'Committed tracked events whose deliveries are not made yet; the next webhooks.fan_out() (every relay claim runs it) makes them.';
@@ -383,16 +617,36 @@ LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 $$;
 
 COMMENT ON FUNCTION webhooks._endpoint_changed(bigint) IS 'Internal: NOTIFY webhooks_endpoint_changed with the endpoint id at commit, so that relays stop using what their claims said about it.';
+CREATE OR REPLACE FUNCTION webhooks._run_again_after_a_move() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'a delivery this transaction waited for finished meanwhile'
+            USING ERRCODE = 'serialization_failure',
+                  HINT = 'Retry the transaction; in READ COMMITTED (the default) the webhooks functions retry by themselves.';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._run_again_after_a_move() IS 'Internal: after SQLSTATE 40001 from a delivery that moved partitions, whether a statement may run again (READ COMMITTED) or the transaction must be retried.';
 CREATE OR REPLACE FUNCTION webhooks._restart_deliveries(delivery_ids bigint[]) RETURNS integer
-LANGUAGE sql SET search_path = pg_catalog, webhooks, pg_temp AS $$
-    WITH restarted AS (
-        UPDATE webhooks.deliveries d
-           SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
-               leased_until = NULL, finished_at = NULL
-         WHERE d.id = ANY (_restart_deliveries.delivery_ids)
-        RETURNING 1
-    )
-    SELECT count(*)::integer FROM restarted
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    restarted integer;
+BEGIN
+    LOOP
+        BEGIN
+            UPDATE webhooks.deliveries d
+               SET status = 'pending', attempts = 0, next_attempt_at = now(), leased_by = NULL,
+                   leased_until = NULL, finished_at = NULL
+             WHERE d.id = ANY (_restart_deliveries.delivery_ids);
+            GET DIAGNOSTICS restarted = ROW_COUNT;
+            RETURN restarted;
+        EXCEPTION WHEN serialization_failure THEN
+            PERFORM webhooks._run_again_after_a_move();
+        END;
+    END LOOP;
+END
 $$;
 
 COMMENT ON FUNCTION webhooks._restart_deliveries(bigint[]) IS 'Internal: start deliveries on a new round (pending, due now, no attempts, no lease); replay, backfill and redeliver use it. Returns how many.';
@@ -401,7 +655,16 @@ CREATE OR REPLACE FUNCTION webhooks._queue_from_log(endpoint_id bigint, since ti
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 DECLARE
     queued integer;
+    kept_since timestamptz := webhooks.events_kept_since();
 BEGIN
+    -- Retention has dropped what came before (webhooks.maintain()): a window reaching further
+    -- back would quietly replay only part of itself.
+    IF since < kept_since THEN
+        RAISE EXCEPTION 'the event log no longer holds events from before %', webhooks.iso8601(kept_since)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = format('Events are kept for %s (the event_retention setting): ask for a window from %s on.',
+                                webhooks._setting_interval('event_retention'), webhooks.iso8601(kept_since));
+    END IF;
     WITH replayed AS (
         SELECT ev.id
           FROM webhooks.events ev
@@ -494,6 +757,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Valid settings: ' || (SELECT string_agg(s.name, ', ' ORDER BY s.name) FROM webhooks.settings s) || '.';
     END IF;
+    IF name LIKE '%\_retention' OR name = 'partition_period' THEN
+        RETURN webhooks._set_duration_setting(name, value);
+    END IF;
     BEGIN
         parsed := value::boolean;
     EXCEPTION WHEN invalid_text_representation THEN
@@ -510,13 +776,22 @@ BEGIN
     IF set_setting.name LIKE '%\_addon' THEN
         PERFORM webhooks._sync_subscription_periods(e.id) FROM webhooks.endpoints e ORDER BY e.id;
         IF NOT parsed THEN
-            UPDATE webhooks.deliveries d
-               SET status = 'failed', finished_at = now(), leased_by = NULL, leased_until = NULL,
-                   last_error = format('not sent: the %s add-on was turned off', left(set_setting.name, -6))
-              FROM webhooks.events ev, webhooks.event_types t
-             WHERE ev.id = d.event_id AND t.name = ev.event_type
-               AND t.addon || '_addon' = set_setting.name
-               AND d.status NOT IN ('succeeded', 'failed');
+            -- (Run again when a delivery a relay finished meanwhile has left the pending
+            -- deliveries' partition under it: _run_again_after_a_move.)
+            LOOP
+                BEGIN
+                    UPDATE webhooks.deliveries d
+                       SET status = 'failed', finished_at = now(), leased_by = NULL, leased_until = NULL,
+                           last_error = format('not sent: the %s add-on was turned off', left(set_setting.name, -6))
+                      FROM webhooks.events ev, webhooks.event_types t
+                     WHERE ev.id = d.event_id AND t.name = ev.event_type
+                       AND t.addon || '_addon' = set_setting.name
+                       AND d.status = 'pending';
+                    EXIT;
+                EXCEPTION WHEN serialization_failure THEN
+                    PERFORM webhooks._run_again_after_a_move();
+                END;
+            END LOOP;
             PERFORM webhooks._endpoint_changed(e.id)
                FROM webhooks.endpoints e
               WHERE EXISTS (SELECT FROM webhooks.subscriptions s JOIN webhooks.event_types t ON t.name = s.event_type
@@ -536,7 +811,29 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide switch (allow_http, outreach_addon). Admin only. Turning allow_http off disables every plain-http endpoint.';
+COMMENT ON FUNCTION webhooks.set_setting(text, text) IS 'Change a database-wide setting: the switches allow_http and outreach_addon, and the retention and partition_period durations. Admin only. Turning allow_http off disables every plain-http endpoint.';
+CREATE OR REPLACE FUNCTION webhooks._set_duration_setting(name text, value text) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    parsed interval;
+    longest interval := CASE WHEN name = 'partition_period' THEN interval '31 days' END;
+BEGIN
+    BEGIN
+        parsed := value::interval;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+        parsed := NULL;
+    END;
+    IF parsed IS NULL OR parsed < interval '1 minute' OR parsed > longest THEN
+        RAISE EXCEPTION 'setting "%" must be a duration of at least 1 minute%, not "%"', name,
+                        coalesce(' and at most ' || longest, ''), coalesce(value, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Give an interval such as ''30 days'' or ''12 hours''.';
+    END IF;
+    UPDATE webhooks.settings s SET value = parsed::text, updated_at = now() WHERE s.name = _set_duration_setting.name;
+    RETURN parsed::text;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._set_duration_setting(text, text) IS 'Internal: set a retention or the partition period (set_setting''s part for durations).';
 CREATE OR REPLACE FUNCTION webhooks.list_event_types()
 RETURNS TABLE (name text, category text, description text, addon text, available boolean)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
@@ -771,7 +1068,16 @@ BEGIN
     -- log stays. Deliveries first: deleting them waits out record_attempts batches that hold
     -- their rows, and a batch that comes later finds them gone and logs nothing; the attempts'
     -- statement, which starts after, then sees every attempt that was recorded.
-    DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
+    -- A delivery that finishes meanwhile moves to the finished deliveries' partition
+    -- (_run_again_after_a_move).
+    LOOP
+        BEGIN
+            DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
+            EXIT;
+        EXCEPTION WHEN serialization_failure THEN
+            PERFORM webhooks._run_again_after_a_move();
+        END;
+    END LOOP;
     DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoint_activity a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.subscription_periods p WHERE p.endpoint_id = ep.id;
@@ -884,6 +1190,13 @@ COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS
 CREATE OR REPLACE FUNCTION webhooks.redeliver(delivery_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
+    -- A finished delivery may outlive its event (the event_retention setting).
+    IF EXISTS (SELECT FROM webhooks.deliveries d WHERE d.id = redeliver.delivery_id
+                  AND NOT EXISTS (SELECT FROM webhooks.events ev WHERE ev.id = d.event_id)) THEN
+        RAISE EXCEPTION 'the event of delivery % is no longer in the event log', delivery_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Events are kept for %s (the event_retention setting).', webhooks._setting_interval('event_retention'));
+    END IF;
     IF webhooks._restart_deliveries(ARRAY[redeliver.delivery_id]) = 0 THEN
         RAISE EXCEPTION 'delivery % does not exist', coalesce(delivery_id::text, 'NULL')
             USING ERRCODE = 'no_data_found',
@@ -1163,8 +1476,8 @@ BEGIN
           LEFT JOIN unnest(busy_endpoints, busy_in_flight) AS busy(endpoint_id, in_flight)
                  ON busy.endpoint_id = e.id
           CROSS JOIN LATERAL (
-              SELECT d.ctid FROM webhooks.deliveries d
-               WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+              SELECT d.ctid FROM webhooks.deliveries_pending d
+               WHERE d.endpoint_id = e.id AND d.next_attempt_at <= now()
                  AND (d.leased_until IS NULL OR d.leased_until <= now())
                ORDER BY d.next_attempt_at, d.id
                LIMIT greatest(least(per_endpoint - coalesce(busy.in_flight, 0),
@@ -1177,7 +1490,9 @@ BEGIN
         -- themselves. record_attempts() or release_deliveries() ends the lease early.
         -- The rows are found again by their physical address (stable: they are locked), a
         -- TID scan, instead of a join that the planner may turn into a scan of the table.
-        UPDATE webhooks.deliveries d
+        -- (Physical addresses are a table's own, so both statements name the pending
+        -- deliveries' partition, not webhooks.deliveries.)
+        UPDATE webhooks.deliveries_pending d
            SET leased_until = now() + claim_deliveries.lease, leased_by = holder
          WHERE d.ctid = ANY (ARRAY(SELECT claimed.ctid FROM claimed))
         RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.leased_until
@@ -1247,16 +1562,12 @@ BEGIN
                last_error = r.error,
                finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
           FROM reported r
-         -- Still pending, said without deliveries_due's predicate (status = 'pending'; the CHECK
-         -- on status makes the two equal). With the predicate, the planner may find the rows
-         -- through that index instead of their key: a VACUUM that ran while the queue was empty
-         -- leaves the index's statistics saying it is empty until the next one, whatever has
-         -- been queued since, and scanning it then looked cheapest. It read the whole backlog
-         -- for every batch recorded, making a drain several times slower.
+         -- Still pending: the update reads only the pending deliveries' partition, and a
+         -- delivery that finishes moves to the finished deliveries' partitions.
          -- Only what this session holds under a live lease: a relay cannot record an
          -- attempt at a delivery it did not claim, or whose lease another relay has taken over
          -- since. Such reports are counted as not_held and nothing of them is kept.
-         WHERE d.id = r.delivery_id AND d.status NOT IN ('succeeded', 'failed')
+         WHERE d.id = r.delivery_id AND d.status = 'pending'
            AND d.leased_by = _apply_attempts.holder AND d.leased_until > now()
         RETURNING r.*, d.endpoint_id, r.outcome <> 'retry' AS finished
     ), logged AS (
@@ -1417,12 +1728,11 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS
     WITH me AS (
         SELECT webhooks._lease_holder() AS holder
     ), released AS (
-        UPDATE webhooks.deliveries d
+        UPDATE webhooks.deliveries_pending d
            SET next_attempt_at = now() + make_interval(secs => least(greatest(coalesce(x.delay_ms, 0), 0), 86400000) / 1000.0),
                leased_by = NULL, leased_until = NULL
           FROM unnest(delivery_ids, delay_ms) AS x(delivery_id, delay_ms), me
-         -- Still pending (as in record_attempts, not in deliveries_due's own words).
-         WHERE d.id = x.delivery_id AND d.status NOT IN ('succeeded', 'failed')
+         WHERE d.id = x.delivery_id
            AND d.leased_by = me.holder
            AND d.leased_until > now()
         RETURNING 1
@@ -1447,9 +1757,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_
            (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled'),
            (SELECT count(*) FROM webhooks.events_awaiting_fan_out),
            coalesce(extract(epoch FROM now() - min(d.created_at))::double precision, 0),
-           pg_total_relation_size('webhooks.events')
-      FROM webhooks.deliveries d
-     WHERE d.status = 'pending'
+           (SELECT sum(pg_total_relation_size(t.relid))::bigint FROM pg_partition_tree('webhooks.events') t)
+      FROM webhooks.deliveries_pending d
 $$;
 
 COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, tracked events awaiting fan-out, the age of the oldest pending delivery and the event log''s size on disk (the relay''s /metrics).';
@@ -1458,8 +1767,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_tem
 DECLARE
     moved integer;
 BEGIN
-    UPDATE webhooks.deliveries d SET next_attempt_at = now()
-     WHERE d.status = 'pending' AND d.leased_by IS NULL AND d.next_attempt_at > now()
+    UPDATE webhooks.deliveries_pending d SET next_attempt_at = now()
+     WHERE d.leased_by IS NULL AND d.next_attempt_at > now()
        AND (retry_now.endpoint_id IS NULL OR d.endpoint_id = retry_now.endpoint_id);
     GET DIAGNOSTICS moved = ROW_COUNT;
     IF moved > 0 THEN
@@ -1623,6 +1932,293 @@ END
 $$;
 
 COMMENT ON FUNCTION webhooks.track_ats(text) IS 'Track every reference ATS table (sql/ats_schema.sql) found in a schema.';
+CREATE OR REPLACE FUNCTION webhooks._setting_interval(setting text) RETURNS interval
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT s.value::interval FROM webhooks.settings s WHERE s.name = setting
+$$;
+
+COMMENT ON FUNCTION webhooks._setting_interval(text) IS 'Internal: a retention or period setting of webhooks.settings, as an interval.';
+CREATE OR REPLACE FUNCTION webhooks._period_start(t timestamptz, period interval) RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT to_timestamp(floor(extract(epoch FROM t) / extract(epoch FROM period)) * extract(epoch FROM period))
+$$;
+
+COMMENT ON FUNCTION webhooks._period_start(timestamptz, interval) IS 'Internal: the start of the period of the given length that holds t (periods aligned to the Unix epoch).';
+CREATE OR REPLACE FUNCTION webhooks._time_partitions(parent regclass)
+RETURNS TABLE (partition regclass, lower_bound timestamptz, upper_bound timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp SET timezone = 'UTC' SET datestyle = 'ISO' AS $$
+    SELECT c.oid::regclass, b.m[1]::timestamptz, b.m[2]::timestamptz
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid
+     CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                     '^FOR VALUES FROM \(''([^'']+)''\) TO \(''([^'']+)''\)$') AS b(m)
+     WHERE i.inhparent = parent AND b.m IS NOT NULL
+     ORDER BY 2
+$$;
+
+COMMENT ON FUNCTION webhooks._time_partitions(regclass) IS 'Internal: the time-range partitions of a table and their bounds.';
+CREATE OR REPLACE FUNCTION webhooks._drop_partition(part regclass) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    name text := (SELECT format('%I.%I', n.nspname, c.relname)
+                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = part);
+BEGIN
+    IF EXISTS (SELECT FROM pg_depend d
+                WHERE d.classid = 'pg_class'::regclass AND d.objid = part AND d.deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION pg_webhooks DROP TABLE %s', part);
+    END IF;
+    EXECUTE format('DROP TABLE %s', part);
+    RETURN name;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._drop_partition(regclass) IS 'Internal: drop a partition retention is done with.';
+CREATE OR REPLACE FUNCTION webhooks._add_time_partition(parent regclass, default_partition regclass, key text,
+                                            lower_bound timestamptz, upper_bound timestamptz)
+RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp SET timezone = 'UTC' AS $$
+DECLARE
+    name text := format('%s_%s', (SELECT c.relname FROM pg_class c WHERE c.oid = parent),
+                        to_char(lower_bound, 'YYYYMMDD"_"HH24MISS'));
+BEGIN
+    EXECUTE format('CREATE TABLE webhooks.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE)',
+                   name, default_partition);
+    EXECUTE format('WITH moved AS (DELETE FROM %s WHERE %I >= $1 AND %I < $2 RETURNING *) INSERT INTO webhooks.%I SELECT * FROM moved',
+                   default_partition, key, key, name)
+        USING lower_bound, upper_bound;
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION webhooks.%I FOR VALUES FROM (%L) TO (%L)',
+                   parent, name, lower_bound, upper_bound);
+    RETURN 'webhooks.' || name;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._add_time_partition(regclass, regclass, text, timestamptz, timestamptz) IS 'Internal: add one period partition to a time-partitioned table, moving in what its default partition took for that range.';
+CREATE OR REPLACE FUNCTION webhooks._maintain_time_partitions(parent regclass, default_partition regclass, key text,
+                                                  retention interval, period interval)
+RETURNS TABLE (action text, object text)
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    start timestamptz;
+    upper_end timestamptz;
+    old record;
+    strays bigint;
+BEGIN
+    SELECT max(p.upper_bound) INTO start FROM webhooks._time_partitions(parent) p;
+    -- After a long pause no partitions are made for the periods that have passed: what came
+    -- meanwhile is in the default partition.
+    IF start IS NULL OR start < webhooks._period_start(now(), period) THEN
+        start := webhooks._period_start(now(), period);
+    END IF;
+    WHILE start < now() + 2 * period LOOP
+        upper_end := webhooks._period_start(start, period) + period;
+        action := 'created';
+        object := webhooks._add_time_partition(parent, default_partition, key, start, upper_end);
+        RETURN NEXT;
+        start := upper_end;
+    END LOOP;
+    FOR old IN
+        SELECT p.partition FROM webhooks._time_partitions(parent) p
+         WHERE p.upper_bound <= now() - retention ORDER BY p.lower_bound
+    LOOP
+        action := 'dropped';
+        object := webhooks._drop_partition(old.partition);
+        RETURN NEXT;
+    END LOOP;
+    EXECUTE format('DELETE FROM %s WHERE %I < $1', default_partition, key) USING now() - retention;
+    GET DIAGNOSTICS strays = ROW_COUNT;
+    IF strays > 0 THEN
+        action := 'deleted';
+        object := format('%s rows of webhooks.%s', strays, (SELECT c.relname FROM pg_class c WHERE c.oid = default_partition));
+        RETURN NEXT;
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._maintain_time_partitions(regclass, regclass, text, interval, interval) IS 'Internal: partitions of a time-partitioned table from the current period to two ahead, dropping those past retention.';
+CREATE OR REPLACE FUNCTION webhooks._event_log_partition(first_id bigint) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    name text := format('events_%s', first_id / 4294967296);
+BEGIN
+    IF to_regclass('webhooks.' || quote_ident(name)) IS NOT NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('CREATE TABLE webhooks.%I (LIKE webhooks.events_kept INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE)', name);
+    EXECUTE format('ALTER TABLE webhooks.events ATTACH PARTITION webhooks.%I FOR VALUES FROM (%s) TO (%s)',
+                   name, first_id, first_id + 4294967296);
+    PERFORM brin_desummarize_range(i.indexrelid, 0)
+       FROM pg_index i JOIN pg_am a ON a.oid = (SELECT c.relam FROM pg_class c WHERE c.oid = i.indexrelid)
+      WHERE i.indrelid = ('webhooks.' || quote_ident(name))::regclass AND a.amname = 'brin';
+    RETURN 'webhooks.' || name;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._event_log_partition(bigint) IS 'Internal: make the event log''s partition for the period starting at first_id.';
+CREATE OR REPLACE FUNCTION webhooks._maintain_event_log(retention interval, period interval)
+RETURNS TABLE (action text, object text)
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    reached bigint := (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END
+                         FROM webhooks.events_id_seq s);
+    current_id bigint := greatest(reached, 0) / 4294967296 * 4294967296;
+    opened timestamptz;
+    ahead regclass;
+    old record;
+    part regclass;
+    carried bigint[];
+    made text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM webhooks.event_log_periods p WHERE p.first_id = current_id) THEN
+        -- The sequence was moved by a call whose transaction did not commit.
+        INSERT INTO webhooks.event_log_periods VALUES (current_id, now());
+    END IF;
+    opened := (SELECT p.opened_at FROM webhooks.event_log_periods p WHERE p.first_id = current_id);
+    ahead := to_regclass(format('webhooks.events_%s', current_id / 4294967296 + 1));
+    IF opened + period <= now() AND ahead IS NOT NULL
+       AND (SELECT age(c.xmin) > 0 FROM pg_class c WHERE c.oid = ahead) THEN
+        current_id := current_id + 4294967296;
+        PERFORM setval('webhooks.events_id_seq', current_id, false);
+        INSERT INTO webhooks.event_log_periods VALUES (current_id, now());
+        action := 'opened'; object := format('webhooks.events_%s', current_id / 4294967296); RETURN NEXT;
+    END IF;
+    made := webhooks._event_log_partition(current_id + 4294967296);
+    IF made IS NOT NULL THEN action := 'created'; object := made; RETURN NEXT; END IF;
+
+    FOR old IN
+        SELECT p.first_id
+          FROM webhooks.event_log_periods p
+         WHERE p.first_id < current_id
+           AND (SELECT n.opened_at FROM webhooks.event_log_periods n
+                 WHERE n.first_id > p.first_id ORDER BY n.first_id LIMIT 1) <= now() - retention
+         ORDER BY p.first_id
+    LOOP
+        part := to_regclass(format('webhooks.events_%s', old.first_id / 4294967296));
+        IF part IS NOT NULL THEN
+            -- Nobody reads or writes the log meanwhile, so that what is carried over is
+            -- exactly what is still needed.
+            LOCK TABLE webhooks.events IN ACCESS EXCLUSIVE MODE;
+            carried := ARRAY(
+                SELECT ev.id FROM webhooks.events ev
+                 WHERE ev.id >= old.first_id AND ev.id < old.first_id + 4294967296
+                   AND (ev.id IN (SELECT d.event_id FROM webhooks.deliveries_pending d)
+                        OR ev.id IN (SELECT a.id FROM webhooks.events_awaiting_fan_out a
+                                      WHERE a.id >= old.first_id AND a.id < old.first_id + 4294967296)));
+            EXECUTE format('ALTER TABLE webhooks.events DETACH PARTITION %s', part);
+            EXECUTE format('INSERT INTO webhooks.events OVERRIDING SYSTEM VALUE SELECT * FROM %s WHERE id = ANY ($1)', part)
+                USING carried;
+            IF cardinality(carried) > 0 THEN
+                action := 'kept'; object := format('%s events of webhooks.%s in webhooks.events_kept', cardinality(carried), part);
+                RETURN NEXT;
+            END IF;
+            action := 'dropped'; object := webhooks._drop_partition(part);
+            RETURN NEXT;
+        END IF;
+        DELETE FROM webhooks.event_log_periods p WHERE p.first_id = old.first_id;
+    END LOOP;
+
+    -- Carried-over events nothing needs any more.
+    PERFORM set_config('webhooks.maintaining', 'on', true);
+    DELETE FROM webhooks.events_kept k
+     WHERE k.created_at < now() - retention
+       AND NOT EXISTS (SELECT FROM webhooks.deliveries_pending d WHERE d.event_id = k.id)
+       AND NOT EXISTS (SELECT FROM webhooks.events_awaiting_fan_out a WHERE a.id = k.id);
+    PERFORM set_config('webhooks.maintaining', '', true);
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._maintain_event_log(interval, interval) IS 'Internal: open the event log''s next period when the current one is partition_period old, and drop periods past event_retention, carrying over the events still needed.';
+CREATE OR REPLACE FUNCTION webhooks.maintain() RETURNS TABLE (action text, object text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+DECLARE
+    period interval := webhooks._setting_interval('partition_period');
+BEGIN
+    IF current_setting('lock_timeout') = '0' THEN
+        PERFORM set_config('lock_timeout', '1s', true);
+    END IF;
+    -- Should its locks ever close a cycle with an application's query, this call is the one
+    -- PostgreSQL cancels (the first to look for a deadlock is), and the next call tries again.
+    BEGIN
+        PERFORM set_config('deadlock_timeout', '100ms', true);
+    EXCEPTION WHEN insufficient_privilege THEN
+        NULL;
+    END;
+    -- One call at a time; a concurrent one returns at once. A lock no role without write
+    -- rights on the table can take or hold.
+    BEGIN
+        LOCK TABLE webhooks.event_log_periods IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN;
+    END;
+    RETURN QUERY SELECT * FROM webhooks._maintain_event_log(webhooks._setting_interval('event_retention'), period);
+    RETURN QUERY SELECT * FROM webhooks._maintain_time_partitions('webhooks.deliveries_finished', 'webhooks.deliveries_finished_default',
+                                                                  'finished_at', webhooks._setting_interval('delivery_retention'), period);
+    RETURN QUERY SELECT * FROM webhooks._maintain_time_partitions('webhooks.attempts', 'webhooks.attempts_default',
+                                                                  'started_at', webhooks._setting_interval('attempt_retention'), period);
+    -- Small tables, pruned row by row: the hourly activity counts past the deliveries'
+    -- retention, and the audit lines of endpoints deleted longer ago than theirs.
+    DELETE FROM webhooks.endpoint_activity a WHERE a.hour < now() - webhooks._setting_interval('delivery_retention');
+    PERFORM set_config('webhooks.maintaining', 'on', true);
+    DELETE FROM webhooks.endpoint_history h
+     WHERE h.action = 'deleted' AND h.at < now() - webhooks._setting_interval('deleted_endpoint_retention')
+       AND NOT EXISTS (SELECT FROM webhooks.endpoints e WHERE e.id = h.endpoint_id);
+    PERFORM set_config('webhooks.maintaining', '', true);
+END
+$$;
+
+COMMENT ON FUNCTION webhooks.maintain() IS 'Retention: make partitions ahead, open the event log''s next period, drop partitions past their retention (carrying over what pending deliveries need), prune strays. Idempotent; one call at a time. Returns what it did.';
+CREATE OR REPLACE FUNCTION webhooks.events_kept_since() RETURNS timestamptz
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT CASE WHEN min(p.first_id) = 0 THEN '-infinity' ELSE min(p.opened_at) END
+      FROM webhooks.event_log_periods p
+$$;
+
+COMMENT ON FUNCTION webhooks.events_kept_since() IS 'The oldest time from which the event log holds every event (replay and backfill reach no further back).';
+CREATE OR REPLACE VIEW webhooks.storage AS
+WITH tables (table_name, retention_setting) AS (
+    VALUES ('webhooks.events'::regclass, 'event_retention'),
+           ('webhooks.deliveries'::regclass, 'delivery_retention'),
+           ('webhooks.attempts'::regclass, 'attempt_retention'),
+           ('webhooks.endpoint_history'::regclass, 'deleted_endpoint_retention'),
+           ('webhooks.endpoint_activity'::regclass, 'delivery_retention')
+), sizes AS (
+    SELECT t.table_name, t.retention_setting,
+           count(*) FILTER (WHERE tree.isleaf AND tree.relid <> t.table_name) AS partitions,
+           sum(pg_total_relation_size(c.oid))::bigint AS total_bytes,
+           sum(greatest(c.reltuples, 0))::bigint AS row_estimate
+      FROM tables t
+     -- A table that is not partitioned is its own one leaf.
+     CROSS JOIN LATERAL (SELECT x.relid, x.isleaf FROM pg_partition_tree(t.table_name) x
+                         UNION ALL
+                         SELECT t.table_name, true
+                          WHERE NOT EXISTS (SELECT FROM pg_partition_tree(t.table_name))) tree
+      JOIN pg_class c ON c.oid = tree.relid
+     GROUP BY t.table_name, t.retention_setting
+)
+SELECT s.table_name::text AS table_name,
+       s.partitions,
+       s.total_bytes,
+       s.row_estimate,
+       CASE s.table_name
+           WHEN 'webhooks.events'::regclass THEN
+               (SELECT ev.created_at FROM webhooks.events ev ORDER BY ev.id LIMIT 1)
+           WHEN 'webhooks.deliveries'::regclass THEN
+               least((SELECT min(d.created_at) FROM webhooks.deliveries_pending d),
+                     (SELECT min(p.lower_bound) FROM webhooks._time_partitions('webhooks.deliveries_finished') p
+                       WHERE pg_relation_size(p.partition) > 0),
+                     (SELECT min(d.finished_at) FROM webhooks.deliveries_finished_default d))
+           WHEN 'webhooks.attempts'::regclass THEN
+               least((SELECT min(p.lower_bound) FROM webhooks._time_partitions('webhooks.attempts') p
+                       WHERE pg_relation_size(p.partition) > 0),
+                     (SELECT min(a.started_at) FROM webhooks.attempts_default a))
+           WHEN 'webhooks.endpoint_history'::regclass THEN
+               (SELECT min(h.at) FROM webhooks.endpoint_history h)
+           ELSE (SELECT min(a.hour) FROM webhooks.endpoint_activity a)
+       END AS oldest_row,
+       webhooks._setting_interval(s.retention_setting) AS retention,
+       now() - webhooks._setting_interval(s.retention_setting) AS horizon
+  FROM sizes s;
+
+COMMENT ON VIEW webhooks.storage IS 'Per table: partitions, size on disk with indexes and TOAST, estimated rows, the oldest row (for tables partitioned by time, the start of the oldest partition holding rows), and the retention with its horizon. Pending deliveries and the events they need are kept past the horizon.';
 CREATE OR REPLACE FUNCTION webhooks._restore_setting() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
@@ -1633,6 +2229,15 @@ END
 $$;
 
 COMMENT ON FUNCTION webhooks._restore_setting() IS 'Trigger: a restored settings row replaces the one CREATE EXTENSION made.';
+CREATE OR REPLACE FUNCTION webhooks._restore_event_log_period() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
+BEGIN
+    UPDATE webhooks.event_log_periods p SET opened_at = NEW.opened_at WHERE p.first_id = NEW.first_id;
+    RETURN CASE WHEN FOUND THEN NULL ELSE NEW END;
+END
+$$;
+
+COMMENT ON FUNCTION webhooks._restore_event_log_period() IS 'Trigger: a restored event log period replaces the one CREATE EXTENSION made.';
 CREATE OR REPLACE FUNCTION webhooks._restore_fanout_position() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, webhooks, pg_temp AS $$
 BEGIN
@@ -1707,6 +2312,13 @@ END
 $forget$;
 
 ------------------------------------------------------------------------------------------
+-- Retention: a restored dump's event log periods
+------------------------------------------------------------------------------------------
+
+CREATE TRIGGER restore_event_log_period BEFORE INSERT ON webhooks.event_log_periods
+    FOR EACH ROW EXECUTE FUNCTION webhooks._restore_event_log_period();
+
+------------------------------------------------------------------------------------------
 -- The payload limit has one home, webhooks.max_payload_bytes()
 ------------------------------------------------------------------------------------------
 
@@ -1754,6 +2366,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks.retry_now(bigint),
     webhooks.fan_out(integer),
     webhooks.resume_after_restore(),
+    webhooks.maintain(),
+    webhooks.events_kept_since(),
     webhooks.track(regclass, text, regclass, regclass),
     webhooks.untrack(regclass, boolean),
     webhooks.track_ats(text),
@@ -1773,8 +2387,10 @@ GRANT SELECT ON webhooks.tracked_tables, webhooks.table_kinds TO webhooks_reader
 GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries, webhooks.subscription_periods,
                 webhooks.fanout_position, webhooks.fanout_marks, webhooks.events_awaiting_fan_out,
                 webhooks.attempts, webhooks.endpoint_activity, webhooks.endpoint_history, webhooks.subscriptions,
-                webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
+                webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log,
+                webhooks.event_log_periods, webhooks.storage
 TO webhooks_reader;
+GRANT EXECUTE ON FUNCTION webhooks.events_kept_since() TO webhooks_reader;
 
 -- Relays: exactly the calls webhook-relay makes, and no table rights. Claims return what a
 -- request needs (URL, secret, body); records and releases reach only this session's leases.
@@ -1785,7 +2401,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks.queue_stats(),
     webhooks.release_deliveries(text, bigint[], double precision[]),
     webhooks.work_marker(),
-    webhooks.lease_key(text)
+    webhooks.lease_key(text),
+    webhooks.maintain()
 TO webhooks_relay;
 
 -- The delivery rules are pure functions; anyone who can read the log may evaluate them.
@@ -1803,3 +2420,7 @@ TO webhooks_reader, webhooks_admin;
 
 -- The payload limit is a constant anyone may read (the event_data domain's check calls it).
 GRANT EXECUTE ON FUNCTION webhooks.max_payload_bytes() TO PUBLIC;
+
+-- Read by webhooks.storage, whose readers need to run them.
+GRANT EXECUTE ON FUNCTION webhooks._setting_interval(text), webhooks._time_partitions(regclass)
+TO webhooks_reader, webhooks_admin;

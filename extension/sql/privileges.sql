@@ -34,6 +34,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks.retry_now(bigint),
     webhooks.fan_out(integer),
     webhooks.resume_after_restore(),
+    webhooks.maintain(),
+    webhooks.events_kept_since(),
     webhooks.track(regclass, text, regclass, regclass),
     webhooks.untrack(regclass, boolean),
     webhooks.track_ats(text),
@@ -53,8 +55,10 @@ GRANT SELECT ON webhooks.tracked_tables, webhooks.table_kinds TO webhooks_reader
 GRANT SELECT ON webhooks.settings, webhooks.event_types, webhooks.events, webhooks.deliveries, webhooks.subscription_periods,
                 webhooks.fanout_position, webhooks.fanout_marks, webhooks.events_awaiting_fan_out,
                 webhooks.attempts, webhooks.endpoint_activity, webhooks.endpoint_history, webhooks.subscriptions,
-                webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log
+                webhooks.endpoint_list, webhooks.endpoint_status, webhooks.delivery_log,
+                webhooks.event_log_periods, webhooks.storage
 TO webhooks_reader;
+GRANT EXECUTE ON FUNCTION webhooks.events_kept_since() TO webhooks_reader;
 
 -- Relays: exactly the calls webhook-relay makes, and no table rights. Claims return what a
 -- request needs (URL, secret, body); records and releases reach only this session's leases.
@@ -65,7 +69,8 @@ GRANT EXECUTE ON FUNCTION
     webhooks.queue_stats(),
     webhooks.release_deliveries(text, bigint[], double precision[]),
     webhooks.work_marker(),
-    webhooks.lease_key(text)
+    webhooks.lease_key(text),
+    webhooks.maintain()
 TO webhooks_relay;
 
 -- The delivery rules are pure functions; anyone who can read the log may evaluate them.
@@ -83,3 +88,7 @@ TO webhooks_reader, webhooks_admin;
 
 -- The payload limit is a constant anyone may read (the event_data domain's check calls it).
 GRANT EXECUTE ON FUNCTION webhooks.max_payload_bytes() TO PUBLIC;
+
+-- Read by webhooks.storage, whose readers need to run them.
+GRANT EXECUTE ON FUNCTION webhooks._setting_interval(text), webhooks._time_partitions(regclass)
+TO webhooks_reader, webhooks_admin;

@@ -70,7 +70,7 @@ COMMENT ON FUNCTION webhooks.attempt_outcome(integer, boolean, integer) IS 'succ
 -- session can read. A lease names its holder by a digest of that key (_lease_holder), so that
 -- deliveries.leased_by, which operators read, does not give the key away; attempts.relay_id
 -- names the relay. The digest is shorter than most relay ids, so a lease still fits on its
--- page (see the fillfactor of webhooks.deliveries).
+-- page (see the fillfactor of webhooks.deliveries_pending).
 
 -- The longest lease a claim may take: a lease is how long a crashed relay's work stays parked.
 CREATE FUNCTION webhooks.max_lease() RETURNS interval
@@ -360,8 +360,8 @@ BEGIN
           LEFT JOIN unnest(busy_endpoints, busy_in_flight) AS busy(endpoint_id, in_flight)
                  ON busy.endpoint_id = e.id
           CROSS JOIN LATERAL (
-              SELECT d.ctid FROM webhooks.deliveries d
-               WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+              SELECT d.ctid FROM webhooks.deliveries_pending d
+               WHERE d.endpoint_id = e.id AND d.next_attempt_at <= now()
                  AND (d.leased_until IS NULL OR d.leased_until <= now())
                ORDER BY d.next_attempt_at, d.id
                LIMIT greatest(least(per_endpoint - coalesce(busy.in_flight, 0),
@@ -374,7 +374,9 @@ BEGIN
         -- themselves. record_attempts() or release_deliveries() ends the lease early.
         -- The rows are found again by their physical address (stable: they are locked), a
         -- TID scan, instead of a join that the planner may turn into a scan of the table.
-        UPDATE webhooks.deliveries d
+        -- (Physical addresses are a table's own, so both statements name the pending
+        -- deliveries' partition, not webhooks.deliveries.)
+        UPDATE webhooks.deliveries_pending d
            SET leased_until = now() + claim_deliveries.lease, leased_by = holder
          WHERE d.ctid = ANY (ARRAY(SELECT claimed.ctid FROM claimed))
         RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.leased_until
@@ -455,16 +457,12 @@ BEGIN
                last_error = r.error,
                finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
           FROM reported r
-         -- Still pending, said without deliveries_due's predicate (status = 'pending'; the CHECK
-         -- on status makes the two equal). With the predicate, the planner may find the rows
-         -- through that index instead of their key: a VACUUM that ran while the queue was empty
-         -- leaves the index's statistics saying it is empty until the next one, whatever has
-         -- been queued since, and scanning it then looked cheapest. It read the whole backlog
-         -- for every batch recorded, making a drain several times slower.
+         -- Still pending: the update reads only the pending deliveries' partition, and a
+         -- delivery that finishes moves to the finished deliveries' partitions.
          -- Only what this session holds under a live lease: a relay cannot record an
          -- attempt at a delivery it did not claim, or whose lease another relay has taken over
          -- since. Such reports are counted as not_held and nothing of them is kept.
-         WHERE d.id = r.delivery_id AND d.status NOT IN ('succeeded', 'failed')
+         WHERE d.id = r.delivery_id AND d.status = 'pending'
            AND d.leased_by = _apply_attempts.holder AND d.leased_until > now()
         RETURNING r.*, d.endpoint_id, r.outcome <> 'retry' AS finished
     ), logged AS (
@@ -639,12 +637,11 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_temp AS
     WITH me AS (
         SELECT webhooks._lease_holder() AS holder
     ), released AS (
-        UPDATE webhooks.deliveries d
+        UPDATE webhooks.deliveries_pending d
            SET next_attempt_at = now() + make_interval(secs => least(greatest(coalesce(x.delay_ms, 0), 0), 86400000) / 1000.0),
                leased_by = NULL, leased_until = NULL
           FROM unnest(delivery_ids, delay_ms) AS x(delivery_id, delay_ms), me
-         -- Still pending (as in record_attempts, not in deliveries_due's own words).
-         WHERE d.id = x.delivery_id AND d.status NOT IN ('succeeded', 'failed')
+         WHERE d.id = x.delivery_id
            AND d.leased_by = me.holder
            AND d.leased_until > now()
         RETURNING 1
@@ -667,7 +664,7 @@ COMMENT ON FUNCTION webhooks.work_marker() IS 'Relay only: how far the event log
 -- Queue depth and disabled endpoints, for the relay's /metrics.
 -- oldest_pending_seconds: how long the oldest pending delivery has waited since it was made
 -- (0 with none), whatever holds it back (retries, a paused endpoint, no relay).
--- event_log_bytes: the event log with its indexes and TOAST, on disk.
+-- event_log_bytes: the event log's partitions with their indexes and TOAST, on disk.
 CREATE FUNCTION webhooks.queue_stats(OUT due bigint, OUT scheduled bigint, OUT endpoints_disabled bigint,
                                      OUT awaiting_fan_out bigint, OUT oldest_pending_seconds double precision,
                                      OUT event_log_bytes bigint)
@@ -677,9 +674,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_
            (SELECT count(*) FROM webhooks.endpoints e WHERE e.status = 'disabled'),
            (SELECT count(*) FROM webhooks.events_awaiting_fan_out),
            coalesce(extract(epoch FROM now() - min(d.created_at))::double precision, 0),
-           pg_total_relation_size('webhooks.events')
-      FROM webhooks.deliveries d
-     WHERE d.status = 'pending'
+           (SELECT sum(pg_total_relation_size(t.relid))::bigint FROM pg_partition_tree('webhooks.events') t)
+      FROM webhooks.deliveries_pending d
 $$;
 COMMENT ON FUNCTION webhooks.queue_stats() IS 'Pending deliveries due now and scheduled for later, disabled endpoints, tracked events awaiting fan-out, the age of the oldest pending delivery and the event log''s size on disk (the relay''s /metrics).';
 
@@ -694,8 +690,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, webhooks, pg_tem
 DECLARE
     moved integer;
 BEGIN
-    UPDATE webhooks.deliveries d SET next_attempt_at = now()
-     WHERE d.status = 'pending' AND d.leased_by IS NULL AND d.next_attempt_at > now()
+    UPDATE webhooks.deliveries_pending d SET next_attempt_at = now()
+     WHERE d.leased_by IS NULL AND d.next_attempt_at > now()
        AND (retry_now.endpoint_id IS NULL OR d.endpoint_id = retry_now.endpoint_id);
     GET DIAGNOSTICS moved = ROW_COUNT;
     IF moved > 0 THEN

@@ -41,9 +41,14 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!(
+    "../sql/retention.sql",
+    name = "retention",
+    requires = ["tracking"]
+);
+extension_sql_file!(
     "../sql/backup.sql",
     name = "backup",
-    requires = ["tracking"]
+    requires = ["retention"]
 );
 extension_sql_file!(
     "../sql/privileges.sql",
@@ -65,6 +70,7 @@ mod tests {
     include!("tests/events.rs");
     include!("tests/privileges.rs");
     include!("tests/relay.rs");
+    include!("tests/retention.rs");
     include!("tests/secrets.rs");
     include!("tests/security.rs");
     include!("tests/tracking.rs");

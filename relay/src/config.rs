@@ -40,6 +40,11 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_RELAY_IDLE_POLL_INTERVAL", default_value = "5ms", value_parser = parse_duration)]
     pub idle_poll_interval: Duration,
 
+    /// How often the relay runs retention (`webhooks.maintain()`: partitions made ahead, those
+    /// past their retention dropped); 0 to leave it to pg_cron or an operator.
+    #[arg(long, env = "WEBHOOK_RELAY_MAINTENANCE_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub maintenance_interval: Duration,
+
     /// Longest wait between reconnection attempts when the database is unreachable.
     #[arg(long, env = "WEBHOOK_RELAY_MAX_RECONNECT_DELAY", default_value = "10s", value_parser = parse_duration)]
     pub max_reconnect_delay: Duration,

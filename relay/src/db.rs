@@ -1,5 +1,6 @@
-//! The database driver: the three calls the relay makes (claim, record, release), over one
-//! pipelined connection that is re-established on demand after the database goes away.
+//! The database driver: the calls the relay makes (claim, record, release, and the rarer
+//! ones: work marker, queue stats, retention), over one pipelined connection that is
+//! re-established on demand after the database goes away.
 
 use crate::delivery::{AttemptReport, Release};
 use crate::headers::SentHeaders;
@@ -334,6 +335,18 @@ impl Database {
             .await
             .context("releasing deliveries")?;
         Ok(())
+    }
+
+    /// Run retention once (`webhooks.maintain()`); returns what it did, as (action, object).
+    /// Rarely called, so not prepared.
+    pub async fn maintain(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let session = self.session().await?;
+        let rows = session
+            .client
+            .query("SELECT action, object FROM webhooks.maintain()", &[])
+            .await
+            .context("running retention (webhooks.maintain())")?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     /// How far the event log's and the deliveries' id sequences have come: it moves whenever

@@ -1,7 +1,7 @@
 //! `webhook-relay`: delivers the webhook events that the pg_webhooks extension queues.
 //!
-//! Tasks: the LISTEN connection (wakeup), the dispatcher that claims and delivers, and the
-//! health server. A shutdown signal stops them in that order and the process exits 0; a
+//! Tasks: the LISTEN connection (wakeup), the dispatcher that claims and delivers, the
+//! recorder, retention on a timer (maintenance), and the health server. A shutdown signal stops them in that order and the process exits 0; a
 //! database whose pg_webhooks version the relay does not work with stops it with exit status 1.
 
 mod config;
@@ -16,6 +16,7 @@ mod health;
 mod http;
 mod in_flight;
 mod limits;
+mod maintenance;
 mod metrics;
 mod pinned;
 mod pool;
@@ -127,7 +128,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let recorder_db = Arc::new(db::Database::new(
         config.database_url.clone(),
         relay_id.clone(),
-        lease_key,
+        lease_key.clone(),
     ));
     let recorder = tokio::spawn(recorder::run(
         recorder_db,
@@ -137,6 +138,19 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         config.shutdown_grace,
     ));
     let summary = tokio::spawn(log_summaries(state.clone(), shutdown.clone()));
+    let retention = (!config.maintenance_interval.is_zero()).then(|| {
+        let maintenance_db = Arc::new(db::Database::new(
+            config.database_url.clone(),
+            relay_id.clone(),
+            lease_key.clone(),
+        ));
+        tokio::spawn(maintenance::run(
+            maintenance_db,
+            config.maintenance_interval,
+            state.clone(),
+            shutdown.clone(),
+        ))
+    });
     let watcher = tokio::spawn(wakeup::watch_for_work(
         db.clone(),
         config.idle_poll_interval,
@@ -178,6 +192,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     listener.await?;
     watcher.await?;
     summary.await?;
+    if let Some(retention) = retention {
+        retention.await?;
+    }
     if let Some(reason) = state.stopped_for() {
         anyhow::bail!(reason);
     }

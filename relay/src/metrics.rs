@@ -43,6 +43,15 @@ pub fn render(state: &RelayState, queue: anyhow::Result<QueueStats>) -> String {
         "Attempts and releases the relay could not record (refused by the database, or unwritten at shutdown); their deliveries are sent again when their leases run out.",
         state.counters.dropped_reports.load(std::sync::atomic::Ordering::Relaxed),
     );
+    counter(
+        &mut out,
+        "maintenance_failures_total",
+        "Calls of webhooks.maintain() (retention) that failed; the next interval tries again.",
+        state
+            .counters
+            .maintenance_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     histogram(&mut out, state);
     gauge(
         &mut out,

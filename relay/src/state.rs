@@ -37,6 +37,8 @@ pub struct Counters {
     pub not_held: AtomicU64,
     /// Reports (attempts and releases) the recorder gave up writing (recorder.rs).
     pub dropped_reports: AtomicU64,
+    /// Calls of webhooks.maintain() that failed (maintenance.rs).
+    pub maintenance_failures: AtomicU64,
 }
 
 impl Counters {
@@ -132,6 +134,12 @@ impl RelayState {
                 .sum_micros
                 .fetch_add((attempt.duration_ms * 1000.0) as u64, Ordering::Relaxed);
         }
+    }
+
+    pub fn count_maintenance_failure(&self) {
+        self.counters
+            .maintenance_failures
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_dropped_reports(&self, dropped: usize) {

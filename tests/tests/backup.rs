@@ -32,9 +32,18 @@ async fn a_restored_dump_keeps_the_webhooks_data_and_delivers_what_the_dump_had_
     for statement in [
         "SELECT webhooks.set_setting('outreach_addon', 'true')",
         "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*'])",
+        // Partitions retention made: not the extension's, so pg_dump carries them whole.
+        "SELECT count(*) FROM webhooks.maintain()",
         "INSERT INTO ats.applications (id, candidate_id, job_posting_id, submitted_at)
               VALUES (1, 7, 3, now())",
         "SELECT webhooks.fan_out()",
+        "SELECT count(*) FROM webhooks.claim_deliveries('r', 10, '1 minute')",
+        "SELECT webhooks.record_attempts('r', jsonb_build_array(jsonb_build_object('delivery_id', id,
+              'attempt_number', 1, 'started_at', now(), 'duration_ms', 1, 'response_status', 200)))
+           FROM webhooks.deliveries",
+        // The next event goes to the log's second period, made by maintain().
+        "UPDATE webhooks.event_log_periods SET opened_at = now() - interval '2 days'",
+        "SELECT count(*) FROM webhooks.maintain()",
         "INSERT INTO ats.applications (id, candidate_id, job_posting_id, submitted_at)
               VALUES (2, 7, 3, now())",
     ] {
@@ -64,6 +73,14 @@ async fn a_restored_dump_keeps_the_webhooks_data_and_delivers_what_the_dump_had_
         ("subscriptions", "SELECT count(*) FROM webhooks.subscriptions", 5),
         ("events", "SELECT count(*) FROM webhooks.events", 2),
         ("deliveries", "SELECT count(*) FROM webhooks.deliveries", 1),
+        (
+            "the finished delivery, its attempt and the second period's event, in partitions maintain() made",
+            "SELECT 100 * (SELECT count(*) FROM webhooks.deliveries WHERE tableoid::regclass::text LIKE 'webhooks.deliveries_finished_2%')
+                   + 10 * (SELECT count(*) FROM webhooks.attempts WHERE tableoid::regclass::text LIKE 'webhooks.attempts_2%')
+                   + (SELECT count(*) FROM webhooks.events WHERE tableoid = 'webhooks.events_1'::regclass)",
+            111,
+        ),
+        ("event log periods", "SELECT count(*) FROM webhooks.event_log_periods", 2),
         ("history", "SELECT count(*) FROM webhooks.endpoint_history", 1),
         ("tracked tables", "SELECT count(*) FROM webhooks.tracked_tables", 8),
         (

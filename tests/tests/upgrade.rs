@@ -11,8 +11,15 @@ use std::time::Duration;
 /// digest) and comment; relations with kind, grants, options, comment and view definition;
 /// columns, constraints, indexes, triggers, the schema's grants, types, the extension's version
 /// and configuration tables, and its members (but for the `tests` schema of `#[pg_test]`
-/// functions that `cargo pgrx test` leaves installed).
-const CATALOG: &str = r#"SELECT 'fn ' || p.oid::regprocedure::text || ' ' || pg_get_function_result(p.oid) || ' secdef=' || p.prosecdef
+/// functions that `cargo pgrx test` leaves installed, and the partitions `webhooks.maintain()`
+/// makes as time goes by, which are not the extension's).
+const CATALOG: &str = r#"WITH runtime AS (
+  SELECT c.oid FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid
+   JOIN pg_class t ON t.oid = coalesce(i.indrelid, c.oid)
+   WHERE c.relnamespace = 'webhooks'::regnamespace AND t.relispartition
+     AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                        AND d.objid = t.oid AND d.deptype = 'e'))
+SELECT 'fn ' || p.oid::regprocedure::text || ' ' || pg_get_function_result(p.oid) || ' secdef=' || p.prosecdef
        || ' vol=' || p.provolatile::text || ' par=' || p.proparallel::text || ' strict=' || p.proisstrict
        || ' cfg=' || coalesce(p.proconfig::text, '') || ' acl=' || coalesce(p.proacl::text, '')
        || ' lang=' || l.lanname || ' src=' || md5(coalesce(p.prosrc, '') || coalesce(pg_get_function_sqlbody(p.oid), ''))
@@ -23,22 +30,22 @@ UNION ALL
 SELECT 'rel ' || c.relname || ' kind=' || c.relkind::text || ' persist=' || c.relpersistence::text || ' acl=' || coalesce(c.relacl::text, '')
        || ' opts=' || coalesce(c.reloptions::text, '') || ' comment=' || coalesce(obj_description(c.oid, 'pg_class'), '')
        || CASE WHEN c.relkind = 'v' THEN ' def=' || md5(pg_get_viewdef(c.oid)) ELSE '' END
-  FROM pg_class c WHERE c.relnamespace = 'webhooks'::regnamespace
+  FROM pg_class c WHERE c.relnamespace = 'webhooks'::regnamespace AND c.oid NOT IN (SELECT oid FROM runtime)
 UNION ALL
 SELECT 'col ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull
        || ' acl=' || coalesce(a.attacl::text, '') || ' def=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE c.relnamespace = 'webhooks'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relnamespace = 'webhooks'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped AND c.oid NOT IN (SELECT oid FROM runtime)
 UNION ALL
-SELECT 'con ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = 'webhooks'::regnamespace
+SELECT 'con ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = 'webhooks'::regnamespace AND conrelid NOT IN (SELECT oid FROM runtime)
 UNION ALL
-SELECT 'idx ' || indexrelid::regclass || ' ' || pg_get_indexdef(indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'webhooks'::regnamespace
+SELECT 'idx ' || indexrelid::regclass || ' ' || pg_get_indexdef(indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'webhooks'::regnamespace AND c.oid NOT IN (SELECT oid FROM runtime)
 UNION ALL
-SELECT 'trg ' || tgrelid::regclass || ' ' || pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'webhooks'::regnamespace AND NOT t.tgisinternal
+SELECT 'trg ' || tgrelid::regclass || ' ' || pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'webhooks'::regnamespace AND NOT t.tgisinternal AND c.oid NOT IN (SELECT oid FROM runtime)
 UNION ALL
 SELECT 'nsp ' || nspname || ' acl=' || coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'webhooks'
 UNION ALL
-SELECT 'typ ' || t.typname || ' ' || t.typtype::text FROM pg_type t WHERE t.typnamespace = 'webhooks'::regnamespace
+SELECT 'typ ' || t.typname || ' ' || t.typtype::text FROM pg_type t WHERE t.typnamespace = 'webhooks'::regnamespace AND NOT EXISTS (SELECT FROM runtime r WHERE r.oid IN (t.typrelid, (SELECT e.typrelid FROM pg_type e WHERE e.oid = t.typelem)))
 UNION ALL
 SELECT 'ext ' || extname || ' ' || extversion || ' cfg=' || coalesce((SELECT array_agg(x::regclass::text ORDER BY x::regclass::text) FROM unnest(extconfig) x)::text, '') FROM pg_extension WHERE extname = 'pg_webhooks'
 UNION ALL

@@ -32,29 +32,7 @@ pub struct Options {
 
 /// Build the release binaries and run the measurement in a release build of this command.
 pub fn run(args: &[String]) -> Result<()> {
-    use crate::run::{cmd, status};
-    crate::setup::install_extension()?;
-    status(cmd("cargo", &["build", "--release", "-p", "webhook-relay"]))?;
-    let mut inner = cmd(
-        "cargo",
-        &[
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "xtask",
-            "--",
-            "bench-relay-inner",
-        ],
-    );
-    inner.args(args);
-    inner.env(
-        "WEBHOOK_RELAY_BIN",
-        crate::run::workspace().join("target/release/webhook-relay"),
-    );
-    // A debug line per attempt would measure the log file, not the relay.
-    inner.env("WEBHOOK_RELAY_LOG", "info");
-    status(inner)
+    crate::run::measure_in_release("bench-relay-inner", args)
 }
 
 pub fn measure(options: &Options) -> Result<()> {

@@ -8,8 +8,11 @@
 //!   instructions per write (docs/benchmarks.md).
 //! - `cargo xtask bench relay [--backlog N] [--rate N] [--seconds N]` — relay throughput
 //!   against a raw client, and commit → receipt latency (docs/benchmarks.md).
+//! - `cargo xtask bench soak [--minutes N] [--rate N]` — retention under steady load:
+//!   throughput, latency and size on disk, minute by minute (docs/benchmarks.md).
 
 mod bench_relay;
+mod bench_soak;
 mod bench_tracking;
 mod demo;
 mod instructions;
@@ -22,7 +25,8 @@ mod wait_sampler;
 const USAGE: &str = "usage: cargo xtask <demo|test|setup|bench tracking|bench relay>
   test [--skip-lint] [FILTER]  FILTER runs only e2e tests whose name contains it
   bench tracking [--seconds N] [--rounds N] [--clients N] [--instructions-only]
-  bench relay [--backlog N] [--rate N] [--seconds N]";
+  bench relay [--backlog N] [--rate N] [--seconds N]
+  bench soak [--minutes N] [--rate N]";
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +45,13 @@ fn main() -> std::process::ExitCode {
             backlog: flag(&args, "--backlog", 100_000),
             rate: flag(&args, "--rate", 500),
             seconds: flag(&args, "--seconds", 10),
+        }),
+        Some("bench") if args.get(1).map(String::as_str) == Some("soak") => {
+            setup::ensure_all().and_then(|()| bench_soak::run(&args[2..]))
+        }
+        Some("bench-soak-inner") => bench_soak::measure(&bench_soak::Options {
+            minutes: flag(&args, "--minutes", 8),
+            rate: flag(&args, "--rate", 300),
         }),
         Some("bench") if args.get(1).map(String::as_str) == Some("tracking") => {
             let options = bench_tracking::Options {

@@ -71,3 +71,22 @@ pub fn output_contains(program: &str, args: &[&str], needle: &str) -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).contains(needle))
         .unwrap_or(false)
 }
+
+/// Build the extension and the relay in release mode, then run `inner` (a hidden xtask
+/// command that measures) in a release build of xtask, with `args` and the release relay.
+pub fn measure_in_release(inner: &str, args: &[String]) -> Result<()> {
+    crate::setup::install_extension()?;
+    status(cmd("cargo", &["build", "--release", "-p", "webhook-relay"]))?;
+    let mut run = cmd(
+        "cargo",
+        &["run", "--release", "--quiet", "-p", "xtask", "--", inner],
+    );
+    run.args(args);
+    run.env(
+        "WEBHOOK_RELAY_BIN",
+        workspace().join("target/release/webhook-relay"),
+    );
+    // A debug line per attempt would measure the log file, not the relay.
+    run.env("WEBHOOK_RELAY_LOG", "info");
+    status(run)
+}

@@ -46,7 +46,7 @@ fn outreach_subscriptions_need_the_addon() {
 
 #[pg_test]
 fn settings_refuse_unknown_names_and_non_booleans() {
-    expect_error("SELECT webhooks.set_setting('allow_ftp', 'true')", "unknown setting \"allow_ftp\"", "allow_http, outreach_addon");
+    expect_error("SELECT webhooks.set_setting('allow_ftp', 'true')", "unknown setting \"allow_ftp\"", "allow_http, attempt_retention, deleted_endpoint_retention, delivery_retention, event_retention, outreach_addon, partition_period");
     expect_error("SELECT webhooks.set_setting('allow_http', 'sometimes')", "must be true or false, not \"sometimes\"", "'true'");
     assert_eq!(one::<String>("SELECT webhooks.set_setting('allow_http', 'on')"), "true");
 }

@@ -158,8 +158,8 @@ fn a_claim_leases_its_deliveries_in_place_without_new_index_entries() {
     run("SELECT count(webhooks.emit('offer.accepted', jsonb_build_object('id', g))) FROM generate_series(1, 2000) g");
     let updates = || {
         one::<String>(
-            "SELECT pg_stat_get_xact_tuples_updated('webhooks.deliveries'::regclass) || ' updated, '
-                    || pg_stat_get_xact_tuples_hot_updated('webhooks.deliveries'::regclass) || ' in place'",
+            "SELECT pg_stat_get_xact_tuples_updated('webhooks.deliveries_pending'::regclass) || ' updated, '
+                    || pg_stat_get_xact_tuples_hot_updated('webhooks.deliveries_pending'::regclass) || ' in place'",
         )
     };
     assert_eq!(updates(), "0 updated, 0 in place");

@@ -7,9 +7,11 @@
 //! polling the log's sequence (`webhooks.work_marker()`), so a writer's commit never
 //! serialises with other notifying commits.
 //!
-//! What the executor would have added and this does itself: the identity value, `now()`, and
-//! the `webhooks.event_data` domain's checks (the payload is an object by construction, and
-//! its size is checked here). The log tables have no insert triggers, rules or foreign keys.
+//! What the executor would have added and this does itself: the identity value, `now()`, the
+//! `webhooks.event_data` domain's checks (the payload is an object by construction, and its
+//! size is checked here), and tuple routing: the log is partitioned by id, and each row goes to
+//! the partition its id falls in, found as PostgreSQL finds it. The log tables have no insert
+//! triggers, rules or foreign keys.
 
 use super::change::cached_attnums;
 use super::ffi::raw;
@@ -31,24 +33,37 @@ const MAX_KEY_COLUMNS: usize = 4;
 /// The most indexes on the log that tracking maintains (the extension creates two).
 const MAX_INDEXES: usize = 8;
 
-/// How to write `webhooks.events`: its sequence and its indexes,
+/// How to write `webhooks.events`: its sequence and the partition the last event went to,
 /// resolved by name and checked once per generation (see `invalidation`), and always after
-/// the log has been locked, so that its index list is the one every other writer sees.
+/// the log has been locked.
 struct Plan {
     stamp: u64,
     events: Oid,
     events_id: Oid,
+    leaf: Option<Leaf>,
+}
+
+/// One partition of the log (webhooks.events is partitioned by id, one partition per period)
+/// and its indexes, resolved and checked after the partition has been locked.
+struct Leaf {
+    oid: Oid,
+    /// The ids it holds: lower inclusive, upper exclusive.
+    lower: i64,
+    upper: i64,
     /// Each index and its IndexInfo as BuildIndexInfo gave it, in `PLAN_CONTEXT`; each write
     /// copies it (an access method may keep a statement's state in its copy).
     indexes: Vec<(Oid, pg_sys::IndexInfo)>,
 }
 
+/// The most events one change fires (the kinds fire at most three).
+const MAX_FIRED: usize = 8;
+
 thread_local! {
     /// The last resolved log, also when stale: its oid is the first one tried.
     static EVENTS: Cell<Oid> = const { Cell::new(pg_sys::InvalidOid) };
     static PLAN: RefCell<Option<Plan>> = const { RefCell::new(None) };
-    /// Where the plan's IndexInfos live: one context for the backend's life, emptied when a
-    /// plan is built (also one whose building failed).
+    /// Where the leaf's IndexInfos live: one context for the backend's life, emptied when a
+    /// leaf is built (also one whose building failed).
     static PLAN_CONTEXT: Cell<pg_sys::MemoryContext> = const { Cell::new(std::ptr::null_mut()) };
 }
 
@@ -107,24 +122,113 @@ fn refuse_index(message: String) -> ! {
     )
 }
 
+/// The log's (or a partition's) columns must be those the rows are formed for, in order.
+unsafe fn check_columns(relation: pg_sys::Relation) {
+    let attnums = cached_attnums(relation, &EVENT_COLUMNS);
+    if (*(*relation).rd_att).natts as usize != EVENT_COLUMNS.len()
+        || attnums
+            .iter()
+            .enumerate()
+            .any(|(i, &attnum)| attnum as usize != i + 1)
+    {
+        pgrx::error!(
+            "{} has been altered: its columns must be ({})",
+            super::change::relation_name(relation),
+            EVENT_COLUMNS.join(", ")
+        );
+    }
+}
+
 impl Plan {
-    /// Resolve and check the log, open and locked as `events`. The previous plan's memory is
-    /// freed: call it only with no plan in use.
+    /// Resolve and check the log, open and locked as `events`: partitioned by range of its
+    /// first column, `id`, a bigint (so that its partition bounds are read as bigints).
     unsafe fn build(events: pg_sys::Relation) -> Plan {
-        let name = || super::change::relation_name(events);
-        let attnums = cached_attnums(events, &EVENT_COLUMNS);
-        if (*(*events).rd_att).natts as usize != EVENT_COLUMNS.len()
-            || attnums
-                .iter()
-                .enumerate()
-                .any(|(i, &attnum)| attnum as usize != i + 1)
-        {
+        check_columns(events);
+        let id_type = (*(*events).rd_att).attrs.as_slice(1)[0].atttypid;
+        // A plain table is the log of pg_webhooks 0.1.0, which this library also serves until
+        // the extension is updated: the rows go into it.
+        let key = match (*(*events).rd_rel).relkind as u8 {
+            pg_sys::RELKIND_RELATION => true,
+            pg_sys::RELKIND_PARTITIONED_TABLE => {
+                !pg_sys::RelationGetPartitionDesc(events, true).is_null()
+                    && CStr::from_ptr(pg_sys::pg_get_partkeydef_columns((*events).rd_id, false))
+                        == c"id"
+            }
+            _ => false,
+        };
+        if id_type != pg_sys::INT8OID || !key {
             pgrx::error!(
-                "{} has been altered: its columns must be ({})",
-                name(),
-                EVENT_COLUMNS.join(", ")
+                "{} has been altered: it must be partitioned by range of its bigint id",
+                super::change::relation_name(events)
             );
         }
+        let events_oid = (*events).rd_id;
+        Plan {
+            stamp: generation(),
+            events: events_oid,
+            events_id: pg_sys::getIdentitySequence(events_oid, 1, false),
+            leaf: None,
+        }
+    }
+}
+
+/// The partition of the log that holds `id`, with the ids it holds, as PostgreSQL's own tuple
+/// routing finds it (get_partition_for_tuple): the last bound at or below the id starts the
+/// partition, else the default partition takes it. An unpartitioned log holds every id.
+unsafe fn route(events: pg_sys::Relation, id: i64) -> (Oid, i64, i64) {
+    if (*(*events).rd_rel).relkind as u8 == pg_sys::RELKIND_RELATION {
+        return ((*events).rd_id, i64::MIN, i64::MAX);
+    }
+    let desc = pg_sys::RelationGetPartitionDesc(events, true);
+    let bounds = (*desc).boundinfo;
+    let none = || -> ! {
+        pgrx::error!(
+            "no partition of webhooks.events holds event id {id}; run SELECT webhooks.maintain()"
+        )
+    };
+    if bounds.is_null() || (*bounds).strategy as u8 != pg_sys::PARTITION_STRATEGY_RANGE {
+        none();
+    }
+    // Range bounds of one column, in order; infinite ones (MINVALUE, MAXVALUE) carry no value.
+    let count = (*bounds).ndatums as usize;
+    let bound = |i: usize| -> i64 {
+        match **(*bounds).kind.add(i) {
+            pg_sys::PartitionRangeDatumKind::PARTITION_RANGE_DATUM_MINVALUE => i64::MIN,
+            pg_sys::PartitionRangeDatumKind::PARTITION_RANGE_DATUM_MAXVALUE => i64::MAX,
+            _ => (**(*bounds).datums.add(i)).value() as i64,
+        }
+    };
+    let below = (0..count).take_while(|&i| bound(i) <= id).count();
+    let index = *(*bounds).indexes.add(below);
+    if index >= 0 {
+        let lower = if below == 0 {
+            i64::MIN
+        } else {
+            bound(below - 1)
+        };
+        let upper = if below == count {
+            i64::MAX
+        } else {
+            bound(below)
+        };
+        return (*(*desc).oids.add(index as usize), lower, upper);
+    }
+    if (*bounds).default_index >= 0 {
+        return (
+            *(*desc).oids.add((*bounds).default_index as usize),
+            id,
+            id.saturating_add(1),
+        );
+    }
+    none()
+}
+
+impl Leaf {
+    /// Check the partition, open and locked as `leaf`, and collect its indexes. The previous
+    /// leaf's memory is freed: call it only with no leaf in use.
+    unsafe fn build(leaf: pg_sys::Relation, lower: i64, upper: i64) -> Leaf {
+        let name = || super::change::relation_name(leaf);
+        check_columns(leaf);
         let mut context = PLAN_CONTEXT.get();
         if context.is_null() {
             context = pg_sys::AllocSetContextCreateInternal(
@@ -138,7 +242,7 @@ impl Plan {
         }
         pg_sys::MemoryContextReset(context);
         let caller = pg_sys::MemoryContextSwitchTo(context);
-        let oids = pgrx::PgList::<Oid>::from_pg(pg_sys::RelationGetIndexList(events));
+        let oids = pgrx::PgList::<Oid>::from_pg(pg_sys::RelationGetIndexList(leaf));
         let mut indexes = Vec::with_capacity(oids.len());
         for oid in oids.iter_oid() {
             let index = pg_sys::index_open(oid, pg_sys::RowExclusiveLock as i32);
@@ -164,14 +268,37 @@ impl Plan {
             indexes.push((oid, *info));
         }
         pg_sys::MemoryContextSwitchTo(caller);
-        let events_oid = (*events).rd_id;
-        Plan {
-            stamp: generation(),
-            events: events_oid,
-            events_id: pg_sys::getIdentitySequence(events_oid, 1, false),
+        Leaf {
+            oid: (*leaf).rd_id,
+            lower,
+            upper,
             indexes,
         }
     }
+}
+
+/// The partition for `id`, open and locked: the remembered one while it holds the id and
+/// nothing has been invalidated since, else routed afresh.
+unsafe fn open_leaf(plan: &mut Plan, events: pg_sys::Relation, id: i64) -> pg_sys::Relation {
+    if let Some(leaf) = plan.leaf.as_ref().filter(|l| l.lower <= id && id < l.upper) {
+        let relation = pg_sys::try_table_open(leaf.oid, pg_sys::RowExclusiveLock as i32);
+        // Locking it has taken in any invalidation (a detached partition's among them).
+        if !relation.is_null() && plan.stamp == generation() {
+            return relation;
+        }
+        if !relation.is_null() {
+            pg_sys::table_close(relation, pg_sys::RowExclusiveLock as i32);
+        }
+    }
+    plan.leaf = None;
+    if plan.stamp != generation() {
+        *plan = Plan::build(events);
+    }
+    let (oid, lower, upper) = route(events, id);
+    let relation = pg_sys::table_open(oid, pg_sys::RowExclusiveLock as i32);
+    plan.leaf = Some(Leaf::build(relation, lower, upper));
+    plan.stamp = generation();
+    relation
 }
 
 /// Log one event of each type in `fired`, all with `payload`, for fan-out once committed.
@@ -180,6 +307,10 @@ pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb) {
     if size > MAX_PAYLOAD_BYTES {
         refuse_oversized(size, fired[0]);
     }
+    assert!(
+        fired.len() <= MAX_FIRED,
+        "a change fires at most {MAX_FIRED} events"
+    );
     let events = open_events();
     PLAN.with_borrow_mut(|plan| {
         let current = plan
@@ -189,16 +320,55 @@ pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb) {
             *plan = None;
             *plan = Some(Plan::build(events));
         }
-        write(plan.as_ref().expect("just built"), events, fired, payload)
+        let plan = plan.as_mut().expect("just built");
+        let (ids, transaction) = draw_ids(plan.events_id, fired.len());
+        // The events of one change go to one partition, unless a new period began between them.
+        let mut first = 0;
+        while first < fired.len() {
+            let leaf = open_leaf(plan, events, ids[first]);
+            let held = plan.leaf.as_ref().expect("just opened");
+            let count = ids[first..fired.len()]
+                .iter()
+                .take_while(|&&id| held.lower <= id && id < held.upper)
+                .count();
+            let range = first..first + count;
+            write(
+                held,
+                leaf,
+                &fired[range.clone()],
+                &ids[range],
+                transaction,
+                payload,
+            );
+            first += count;
+        }
+        pg_guard_ffi_boundary(|| raw::table_close(events, pg_sys::NoLock as i32));
     });
 }
 
-/// Insert the rows and their index entries and close the log: one guarded call into
-/// PostgreSQL instead of a dozen and more.
+/// The transaction's id, then `count` event ids: fan_out()'s marks rely on a transaction's id
+/// preceding its event ids. (The tracked row's write has assigned it already.)
+unsafe fn draw_ids(sequence: Oid, count: usize) -> ([i64; MAX_FIRED], u64) {
+    let mut ids = [0i64; MAX_FIRED];
+    // Nothing in this closure has a destructor or can panic (see ffi::raw).
+    let transaction = pg_guard_ffi_boundary(|| {
+        let transaction = raw::GetTopFullTransactionId().value;
+        for id in ids.iter_mut().take(count) {
+            *id = raw::nextval_internal(sequence, false);
+        }
+        transaction
+    });
+    (ids, transaction)
+}
+
+/// Insert the rows and their index entries into the partition `leaf` and close it: one
+/// guarded call into PostgreSQL instead of a dozen and more.
 unsafe fn write(
-    plan: &Plan,
+    plan: &Leaf,
     events: pg_sys::Relation,
     fired: &[&str],
+    ids: &[i64],
+    transaction: u64,
     payload: *mut pg_sys::Jsonb,
 ) {
     let mut indexes = [std::ptr::null_mut(); MAX_INDEXES];
@@ -210,25 +380,21 @@ unsafe fn write(
         copy.ii_AmCache = std::ptr::null_mut();
     }
     let count = plan.indexes.len();
-    let events_id = plan.events_id;
     let oids = plan.indexes.iter().map(|(oid, _)| *oid);
     // Nothing in this closure has a destructor or can panic (see ffi::raw).
     pg_guard_ffi_boundary(|| {
         let command = raw::GetCurrentCommandId(true);
         let now = raw::GetCurrentTransactionStartTimestamp();
-        // Before any event id is drawn: fan_out()'s marks rely on a transaction's id
-        // preceding its event ids. (The tracked row's write has assigned it already.)
-        let transaction = raw::GetTopFullTransactionId().value;
         for (slot, oid) in indexes.iter_mut().zip(oids) {
             *slot = raw::index_open(oid, pg_sys::RowExclusiveLock as i32);
         }
-        for event_type in fired {
+        for (event_type, &id) in fired.iter().zip(ids) {
             let type_text = raw::cstring_to_text_with_len(
                 event_type.as_ptr() as *const _,
                 event_type.len() as i32,
             );
             let mut values = [
-                Datum::from(raw::nextval_internal(events_id, false)),
+                Datum::from(id),
                 Datum::from(type_text),
                 Datum::from(now),
                 Datum::from(payload),
