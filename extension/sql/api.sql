@@ -708,10 +708,11 @@ DECLARE
 BEGIN
     -- Deliveries and attempts go with the endpoint, subscriptions by ON DELETE CASCADE; the
     -- log stays. Deliveries first: deleting them waits out record_attempts batches that hold
-    -- their rows, and a batch that comes later finds them gone and logs nothing; the attempts'
-    -- statement, which starts after, then sees every attempt that was recorded.
-    -- A delivery that finishes meanwhile moves to the finished deliveries' partition
-    -- (_run_again_after_a_move).
+    -- their rows, and a batch that comes later finds them gone and logs nothing. A batch that
+    -- finished deliveries meanwhile moved them to the finished deliveries' partition as new
+    -- rows, which the next statement sees, as the attempts' statement, which starts after,
+    -- sees every attempt that was recorded. (A delivery that a replay or an add-on switch
+    -- moved meanwhile: _run_again_after_a_move.)
     LOOP
         BEGIN
             DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
@@ -720,6 +721,7 @@ BEGIN
             PERFORM webhooks._run_again_after_a_move();
         END;
     END LOOP;
+    DELETE FROM webhooks.deliveries_finished d WHERE d.endpoint_id = ep.id;
     DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoint_activity a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.subscription_periods p WHERE p.endpoint_id = ep.id;

@@ -1066,10 +1066,11 @@ DECLARE
 BEGIN
     -- Deliveries and attempts go with the endpoint, subscriptions by ON DELETE CASCADE; the
     -- log stays. Deliveries first: deleting them waits out record_attempts batches that hold
-    -- their rows, and a batch that comes later finds them gone and logs nothing; the attempts'
-    -- statement, which starts after, then sees every attempt that was recorded.
-    -- A delivery that finishes meanwhile moves to the finished deliveries' partition
-    -- (_run_again_after_a_move).
+    -- their rows, and a batch that comes later finds them gone and logs nothing. A batch that
+    -- finished deliveries meanwhile moved them to the finished deliveries' partition as new
+    -- rows, which the next statement sees, as the attempts' statement, which starts after,
+    -- sees every attempt that was recorded. (A delivery that a replay or an add-on switch
+    -- moved meanwhile: _run_again_after_a_move.)
     LOOP
         BEGIN
             DELETE FROM webhooks.deliveries d WHERE d.endpoint_id = ep.id;
@@ -1078,6 +1079,7 @@ BEGIN
             PERFORM webhooks._run_again_after_a_move();
         END;
     END LOOP;
+    DELETE FROM webhooks.deliveries_finished d WHERE d.endpoint_id = ep.id;
     DELETE FROM webhooks.attempts a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.endpoint_activity a WHERE a.endpoint_id = ep.id;
     DELETE FROM webhooks.subscription_periods p WHERE p.endpoint_id = ep.id;
@@ -1542,34 +1544,59 @@ BEGIN
          -- In the table's order rather than the order the requests finished in: the deliveries
          -- of one event lie together, and are then finished one page at a time.
          ORDER BY r.delivery_id
-    ), moved AS (
-        -- Each delivery row is found once, here, and the attempt takes its endpoint from it.
-        -- The row lock this update takes is also what holds off delete_endpoint, which
-        -- deletes an endpoint's deliveries before its attempts: no attempt outlives its
+    ), retried AS (
+        -- Each delivery row is found once, here or in `finished`, and the attempt takes its
+        -- endpoint from it. The row lock this takes is also what holds off delete_endpoint,
+        -- which deletes an endpoint's deliveries before its attempts: no attempt outlives its
         -- endpoint. A retry waits out the schedule, or longer if the receiver's Retry-After
         -- asked for more (capped at a day, so that a silly header cannot park a delivery for
         -- ever).
-        UPDATE webhooks.deliveries d
-           SET status = CASE r.outcome WHEN 'retry' THEN 'pending' ELSE r.outcome END,
-               attempts = greatest(d.attempts, r.attempt_number),
-               next_attempt_at = CASE WHEN r.outcome = 'retry' THEN now() + greatest(
+        -- Only what this session holds under a live lease: a relay cannot record an attempt
+        -- at a delivery it did not claim, or whose lease another relay has taken over since.
+        -- Such reports are counted as not_held and nothing of them is kept.
+        UPDATE webhooks.deliveries_pending d
+           SET attempts = greatest(d.attempts, r.attempt_number),
+               next_attempt_at = now() + greatest(
                        webhooks.retry_delay(r.attempt_number),
-                       make_interval(secs => least(coalesce(r.retry_after_seconds, 0), 86400)))
-                   ELSE d.next_attempt_at END,
+                       make_interval(secs => least(coalesce(r.retry_after_seconds, 0), 86400))),
                leased_by = NULL,
                leased_until = NULL,
                last_response_status = r.response_status,
-               last_error = r.error,
-               finished_at = CASE WHEN r.outcome = 'retry' THEN NULL ELSE now() END
+               last_error = r.error
           FROM reported r
-         -- Still pending: the update reads only the pending deliveries' partition, and a
-         -- delivery that finishes moves to the finished deliveries' partitions.
-         -- Only what this session holds under a live lease: a relay cannot record an
-         -- attempt at a delivery it did not claim, or whose lease another relay has taken over
-         -- since. Such reports are counted as not_held and nothing of them is kept.
-         WHERE d.id = r.delivery_id AND d.status = 'pending'
+         WHERE r.outcome = 'retry' AND d.id = r.delivery_id
            AND d.leased_by = _apply_attempts.holder AND d.leased_until > now()
-        RETURNING r.*, d.endpoint_id, r.outcome <> 'retry' AS finished
+        RETURNING r.*, d.endpoint_id
+    ), finished AS (
+        -- A finished delivery leaves the queue: deleted from the pending deliveries' partition
+        -- and inserted into the finished ones'. Not an UPDATE of its status, which would move
+        -- the row itself: a claim that meets a row another transaction has moved to another
+        -- partition fails (SQLSTATE 40001), where one that meets a deleted row skips it.
+        DELETE FROM webhooks.deliveries_pending d
+         USING reported r
+         WHERE r.outcome <> 'retry' AND d.id = r.delivery_id
+           AND d.leased_by = _apply_attempts.holder AND d.leased_until > now()
+        RETURNING r.*, d.endpoint_id, d.event_id, d.attempts AS attempts_before,
+                  d.next_attempt_at, d.created_at AS made_at
+    ), stored AS (
+        INSERT INTO webhooks.deliveries_finished AS d
+               (id, event_id, endpoint_id, status, attempts, next_attempt_at,
+                last_response_status, last_error, created_at, finished_at)
+        OVERRIDING SYSTEM VALUE
+        SELECT f.delivery_id, f.event_id, f.endpoint_id, f.outcome,
+               greatest(f.attempts_before, f.attempt_number), f.next_attempt_at,
+               f.response_status, f.error, f.made_at, now()
+          FROM finished f
+    ), moved AS (
+        SELECT r.delivery_id, r.attempt_number, r.started_at, r.duration_ms, r.request_headers,
+               r.response_status, r.response_body, r.error, r.outcome, r.endpoint_id,
+               false AS finished
+          FROM retried r
+        UNION ALL
+        SELECT f.delivery_id, f.attempt_number, f.started_at, f.duration_ms, f.request_headers,
+               f.response_status, f.response_body, f.error, f.outcome, f.endpoint_id,
+               true AS finished
+          FROM finished f
     ), logged AS (
         INSERT INTO webhooks.attempts (delivery_id, endpoint_id, attempt_number, started_at,
                                        duration_ms, request_headers, response_status,

@@ -39,11 +39,11 @@ async fn two_relays_on_one_database_send_each_delivery_once() {
         "--max-in-flight-per-endpoint",
         "16",
     ];
-    let _a = stage
+    let a = stage
         .relay(&[&small[..], &["--relay-id", "relay-a"]].concat())
         .await
         .unwrap();
-    let _b = stage
+    let b = stage
         .relay(&[&small[..], &["--relay-id", "relay-b"]].concat())
         .await
         .unwrap();
@@ -71,6 +71,14 @@ async fn two_relays_on_one_database_send_each_delivery_once() {
         "both relays should have worked: {by_relay:?}"
     );
     assert_eq!(by_relay.iter().map(|(_, n)| n).sum::<i64>(), 300);
+    // Neither relay's claims failed on the other's finished deliveries.
+    for relay in [&a, &b] {
+        assert!(
+            !relay.logs().contains("claiming failed"),
+            "{}",
+            relay.logs()
+        );
+    }
 }
 
 #[tokio::test]
