@@ -1457,12 +1457,16 @@ SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off AS $$
 DECLARE
     holder text := webhooks._lease_holder();
+    leased_ids bigint[];
+    leased_events bigint[];
+    leased_endpoints bigint[];
+    leased_attempts integer[];
+    leased_untils timestamptz[];
 BEGIN
     PERFORM webhooks._check_claim(claim_deliveries.relay_id, claim_deliveries.lease);
     -- Tracked events committed since the last claim get their deliveries first, so that this
     -- claim can already take them.
     PERFORM webhooks.fan_out(greatest(claim_deliveries.max_deliveries, 1) * 4);
-    RETURN QUERY
     WITH claimed AS (
         -- Visit the active endpoints in random order (fair across claims, and the scan can stop
         -- as soon as max_deliveries rows are found) and take each one's oldest due deliveries:
@@ -1499,15 +1503,27 @@ BEGIN
          WHERE d.ctid = ANY (ARRAY(SELECT claimed.ctid FROM claimed))
         RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.leased_until
     )
+    SELECT array_agg(l.id), array_agg(l.event_id), array_agg(l.endpoint_id), array_agg(l.attempts),
+           array_agg(l.leased_until)
+      INTO leased_ids, leased_events, leased_endpoints, leased_attempts, leased_untils
+      FROM leased l;
+    -- A claim that found nothing (an awake relay's poll) ends here, without reading the event
+    -- log: a statement that reads it locks and sets up each of its partitions, which cost an
+    -- empty claim 0.14 ms more with 34 partitions than with 3.
+    IF leased_ids IS NULL THEN
+        RETURN;
+    END IF;
     -- The body is rendered here, byte for byte what is signed and sent, and once per event: an
     -- event's other deliveries in this claim carry NULL and the relay reuses the first one's.
     -- Rendering is most of the claim's work per row (jsonb's text output).
+    RETURN QUERY
     SELECT l.id, l.event_id, l.endpoint_id, l.attempts + 1, ev.event_type,
            CASE WHEN row_number() OVER (PARTITION BY l.event_id) = 1 THEN
                webhooks._event_body(ev.event_type, ev.created_at, ev.data)
            END,
            e.url, e.secret, e.rate_limit, l.leased_until
-      FROM leased l
+      FROM unnest(leased_ids, leased_events, leased_endpoints, leased_attempts, leased_untils)
+           AS l(id, event_id, endpoint_id, attempts, leased_until)
       JOIN webhooks.events ev ON ev.id = l.event_id
       JOIN webhooks.endpoints e ON e.id = l.endpoint_id;
 END
