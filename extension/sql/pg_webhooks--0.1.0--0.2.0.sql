@@ -1380,9 +1380,12 @@ BEGIN
                   HINT = 'Once the restore is complete, and before applications write again, run SELECT webhooks.resume_after_restore(); (docs/reliability.md, "Backups").';
     END IF;
     -- Nothing logged past the floor and no round under way: nothing can await fan-out (the
-    -- sequence's last value bounds every id handed out, cached or not). Every claim calls this,
-    -- so the common case of a quiet log reads one row and one sequence, and plans nothing.
-    IF pos.batch IS NULL AND (SELECT s.last_value FROM webhooks.events_id_seq s) <= pos.floor THEN
+    -- sequence's last value bounds every id handed out, cached or not; a value it has been set
+    -- to, when the log opens a period, is not handed out yet). Every claim calls this, so the
+    -- common case of a quiet log reads one row and one sequence, and plans nothing.
+    IF pos.batch IS NULL
+       AND (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END
+              FROM webhooks.events_id_seq s) <= pos.floor THEN
         RETURN 0;
     END IF;
     IF pg_current_xact_id_if_assigned() IS NULL THEN
