@@ -259,6 +259,25 @@ async fn finished_deliveries_and_attempts_go_by_whole_partitions_and_strays_by_r
         .await
         .unwrap();
     assert_eq!(left, 1);
+
+    // A deleted endpoint's audit line goes once it is older than deleted_endpoint_retention
+    // (90 days); a younger one stays.
+    db.batch_execute(
+        "SELECT webhooks.delete_endpoint(id) FROM webhooks.endpoints;
+         SELECT webhooks.delete_endpoint((SELECT endpoint_id FROM webhooks.create_endpoint('https://young.example.com/', ARRAY['offer.*'])));
+         ALTER TABLE webhooks.endpoint_history DISABLE TRIGGER endpoint_history_append_only;
+         UPDATE webhooks.endpoint_history SET at = now() - interval '91 days' WHERE endpoint_id = 1;
+         ALTER TABLE webhooks.endpoint_history ENABLE TRIGGER endpoint_history_append_only;",
+    )
+    .await
+    .unwrap();
+    maintain(db).await;
+    let audit = lines(
+        db,
+        "SELECT endpoint_id || ' ' || action FROM webhooks.endpoint_history ORDER BY id",
+    )
+    .await;
+    assert_eq!(audit, ["2 deleted"]);
 }
 
 #[tokio::test]
