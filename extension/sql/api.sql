@@ -362,13 +362,15 @@ SELECT e.id, e.name, e.url, e.status, e.disabled_reason,
        WHERE a.endpoint_id = e.id AND a.hour > now() - interval '24 hours') day ON true;
 COMMENT ON VIEW webhooks.endpoint_status IS 'Per-endpoint status: pending deliveries, deliveries succeeded and failed for good in the last 24 h, and failed_deliveries_in_window, the count auto-disable compares with the threshold.';
 
+-- A finished delivery may outlive its event (event_retention shorter than
+-- delivery_retention): it is still listed, with its event's type and time NULL.
 CREATE VIEW webhooks.delivery_log AS
-SELECT d.id AS delivery_id, ev.id AS event_id, ev.event_type, ev.created_at AS event_created_at,
+SELECT d.id AS delivery_id, d.event_id, ev.event_type, ev.created_at AS event_created_at,
        e.id AS endpoint_id, e.name AS endpoint_name, d.status AS delivery_status,
        a.attempt_number, a.started_at, a.duration_ms, a.outcome, a.response_status,
        a.error, a.request_headers, a.response_body, a.relay_id, d.next_attempt_at
   FROM webhooks.deliveries d
-  JOIN webhooks.events ev ON ev.id = d.event_id
+  LEFT JOIN webhooks.events ev ON ev.id = d.event_id
   JOIN webhooks.endpoints e ON e.id = d.endpoint_id
   LEFT JOIN webhooks.attempts a ON a.delivery_id = d.id;
 COMMENT ON VIEW webhooks.delivery_log IS 'Every delivery with its event, endpoint and attempts (request headers, response status, timing).';

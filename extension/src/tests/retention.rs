@@ -45,3 +45,15 @@ fn the_storage_view_shows_every_table_with_its_size_and_retention() {
     assert_eq!(count("webhooks.storage WHERE total_bytes > 0 AND horizon < now()"), 5);
     assert_eq!(one::<i64>("SELECT partitions FROM webhooks.storage WHERE table_name = 'webhooks.events'"), 2, "events_0 and events_kept");
 }
+
+#[pg_test]
+fn a_finished_delivery_outliving_its_event_is_still_in_the_delivery_log() {
+    let id = endpoint("outlived", "ARRAY['offer.*']");
+    run(&format!(
+        "INSERT INTO webhooks.deliveries (event_id, endpoint_id, status, finished_at) VALUES (-1, {id}, 'succeeded', now())"
+    ));
+    assert_eq!(
+        one::<String>("SELECT delivery_status || ' ' || coalesce(event_type, 'no event') FROM webhooks.delivery_log WHERE event_id = -1"),
+        "succeeded no event"
+    );
+}
