@@ -2019,6 +2019,13 @@ END
 $$;
 
 COMMENT ON FUNCTION webhooks._drop_partition(regclass) IS 'Internal: drop a partition retention is done with.';
+CREATE OR REPLACE FUNCTION webhooks._oldest_filled_partition(parent regclass) RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT min(p.lower_bound) FROM webhooks._time_partitions(parent) p
+     WHERE pg_relation_size(p.partition) > 0
+$$;
+
+COMMENT ON FUNCTION webhooks._oldest_filled_partition(regclass) IS 'Internal: the start of the oldest partition of a time-partitioned table that holds anything.';
 CREATE OR REPLACE FUNCTION webhooks._add_time_partition(parent regclass, default_partition regclass, key text,
                                             lower_bound timestamptz, upper_bound timestamptz)
 RETURNS text
@@ -2249,12 +2256,10 @@ SELECT s.table_name::text AS table_name,
                (SELECT ev.created_at FROM webhooks.events ev ORDER BY ev.id LIMIT 1)
            WHEN 'webhooks.deliveries'::regclass THEN
                least((SELECT min(d.created_at) FROM webhooks.deliveries_pending d),
-                     (SELECT min(p.lower_bound) FROM webhooks._time_partitions('webhooks.deliveries_finished') p
-                       WHERE pg_relation_size(p.partition) > 0),
+                     webhooks._oldest_filled_partition('webhooks.deliveries_finished'),
                      (SELECT min(d.finished_at) FROM webhooks.deliveries_finished_default d))
            WHEN 'webhooks.attempts'::regclass THEN
-               least((SELECT min(p.lower_bound) FROM webhooks._time_partitions('webhooks.attempts') p
-                       WHERE pg_relation_size(p.partition) > 0),
+               least(webhooks._oldest_filled_partition('webhooks.attempts'),
                      (SELECT min(a.started_at) FROM webhooks.attempts_default a))
            WHEN 'webhooks.endpoint_history'::regclass THEN
                (SELECT min(h.at) FROM webhooks.endpoint_history h)
@@ -2468,5 +2473,6 @@ TO webhooks_reader, webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.max_payload_bytes() TO PUBLIC;
 
 -- Read by webhooks.storage, whose readers need to run them.
-GRANT EXECUTE ON FUNCTION webhooks._setting_interval(text), webhooks._time_partitions(regclass)
+GRANT EXECUTE ON FUNCTION webhooks._setting_interval(text), webhooks._time_partitions(regclass),
+                          webhooks._oldest_filled_partition(regclass)
 TO webhooks_reader, webhooks_admin;

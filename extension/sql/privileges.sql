@@ -90,5 +90,6 @@ TO webhooks_reader, webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.max_payload_bytes() TO PUBLIC;
 
 -- Read by webhooks.storage, whose readers need to run them.
-GRANT EXECUTE ON FUNCTION webhooks._setting_interval(text), webhooks._time_partitions(regclass)
+GRANT EXECUTE ON FUNCTION webhooks._setting_interval(text), webhooks._time_partitions(regclass),
+                          webhooks._oldest_filled_partition(regclass)
 TO webhooks_reader, webhooks_admin;

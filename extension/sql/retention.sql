@@ -57,6 +57,15 @@ END
 $$;
 COMMENT ON FUNCTION webhooks._drop_partition(regclass) IS 'Internal: drop a partition retention is done with.';
 
+-- The start of the oldest partition of a time-partitioned table that holds anything (on
+-- disk): the oldest row it can have, without reading the rows.
+CREATE FUNCTION webhooks._oldest_filled_partition(parent regclass) RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, webhooks, pg_temp AS $$
+    SELECT min(p.lower_bound) FROM webhooks._time_partitions(parent) p
+     WHERE pg_relation_size(p.partition) > 0
+$$;
+COMMENT ON FUNCTION webhooks._oldest_filled_partition(regclass) IS 'Internal: the start of the oldest partition of a time-partitioned table that holds anything.';
+
 -- Add the partition [lower_bound, upper_bound) of a time-partitioned table, with the indexes
 -- and constraints of its default partition. Rows the default partition took for that range
 -- meanwhile move into it first (ATTACH would refuse them).
@@ -313,12 +322,10 @@ SELECT s.table_name::text AS table_name,
                (SELECT ev.created_at FROM webhooks.events ev ORDER BY ev.id LIMIT 1)
            WHEN 'webhooks.deliveries'::regclass THEN
                least((SELECT min(d.created_at) FROM webhooks.deliveries_pending d),
-                     (SELECT min(p.lower_bound) FROM webhooks._time_partitions('webhooks.deliveries_finished') p
-                       WHERE pg_relation_size(p.partition) > 0),
+                     webhooks._oldest_filled_partition('webhooks.deliveries_finished'),
                      (SELECT min(d.finished_at) FROM webhooks.deliveries_finished_default d))
            WHEN 'webhooks.attempts'::regclass THEN
-               least((SELECT min(p.lower_bound) FROM webhooks._time_partitions('webhooks.attempts') p
-                       WHERE pg_relation_size(p.partition) > 0),
+               least(webhooks._oldest_filled_partition('webhooks.attempts'),
                      (SELECT min(a.started_at) FROM webhooks.attempts_default a))
            WHEN 'webhooks.endpoint_history'::regclass THEN
                (SELECT min(h.at) FROM webhooks.endpoint_history h)

@@ -1,8 +1,9 @@
 //! `webhook-relay`: delivers the webhook events that the pg_webhooks extension queues.
 //!
 //! Tasks: the LISTEN connection (wakeup), the dispatcher that claims and delivers, the
-//! recorder, retention on a timer (maintenance), and the health server. A shutdown signal stops them in that order and the process exits 0; a
-//! database whose pg_webhooks version the relay does not work with stops it with exit status 1.
+//! recorder, retention on a timer (maintenance), and the health server. A shutdown signal
+//! stops them in that order and the process exits 0; a database whose pg_webhooks version the
+//! relay does not work with stops it with exit status 1.
 
 mod config;
 mod config_changes;

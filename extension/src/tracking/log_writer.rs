@@ -55,8 +55,9 @@ struct Leaf {
     indexes: Vec<(Oid, pg_sys::IndexInfo)>,
 }
 
-/// The most events one change fires (the kinds fire at most three).
-const MAX_FIRED: usize = 8;
+/// The most events one change fires: a change fires each of its kind's events at most once,
+/// and a pg_test holds every kind's list to this.
+pub(crate) const MAX_FIRED: usize = 8;
 
 thread_local! {
     /// The last resolved log, also when stale: its oid is the first one tried.

@@ -277,6 +277,13 @@ pub fn kind_events() -> Vec<(&'static str, Vec<&'static str>)> {
         .collect()
 }
 
+/// The most events the log writer takes from one change, for the pg_test that holds every
+/// kind's list of events to it.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn max_fired() -> usize {
+    log_writer::MAX_FIRED
+}
+
 /// The payload limit the log writer applies, for the pg_test that pins it to
 /// webhooks.max_payload_bytes().
 #[cfg(any(test, feature = "pg_test"))]
