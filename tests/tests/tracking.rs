@@ -4,13 +4,18 @@
 use e2e::ats::PEOPLE;
 use e2e::cluster::Cluster;
 
-async fn event_types(db: &tokio_postgres::Client) -> Vec<String> {
-    db.query("SELECT event_type FROM webhooks.events ORDER BY id", &[])
+/// The first column of `query`'s rows, as text.
+async fn texts(db: &tokio_postgres::Client, query: &str) -> Vec<String> {
+    db.query(query, &[])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect()
+}
+
+async fn event_types(db: &tokio_postgres::Client) -> Vec<String> {
+    texts(db, "SELECT event_type FROM webhooks.events ORDER BY id").await
 }
 
 #[tokio::test]
@@ -57,6 +62,91 @@ async fn several_changes_in_one_update_emit_several_events_in_reference_order() 
         "each event is queued for the subscriber"
     );
     assert_eq!(row.get::<_, String>(2), "Offer");
+}
+
+/// The relation locks this session holds in the ats and webhooks schemas, as "name mode".
+async fn relation_locks(db: &tokio_postgres::Client) -> Vec<String> {
+    texts(
+        db,
+        "SELECT c.relname::text || ' ' || l.mode
+           FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+          WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'
+            AND c.relnamespace IN ('ats'::regnamespace, 'webhooks'::regnamespace)
+          ORDER BY 1",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_tracked_write_locks_only_the_logs_partition_and_reads_people_under_locks_it_holds() {
+    let (_cluster, db) = e2e::ats::database().await.unwrap();
+    db.batch_execute(PEOPLE).await.unwrap();
+    db.batch_execute(
+        "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*'])",
+    )
+    .await
+    .unwrap();
+    // The session's first tracked write finds the log's current partition.
+    let id: i64 = db
+        .query_one(
+            "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at) VALUES (7, 3, now()) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let log = [
+        "events_0 RowExclusiveLock",
+        "events_0_created_at RowExclusiveLock",
+        "events_0_pkey RowExclusiveLock",
+        "events_id_seq RowExclusiveLock",
+    ];
+    // An insert: the foreign key checks have locked the people rows' tables in ROW SHARE
+    // mode, and the payload reads them under that lock, taking no second one. An update of
+    // the stage checks no foreign key: the payload locks what it reads.
+    let writes = [
+        (
+            "INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at) VALUES (7, 3, now())".to_string(),
+            ["candidates RowShareLock", "job_postings RowShareLock"],
+        ),
+        (
+            format!("UPDATE ats.applications SET current_stage = 'Interview' WHERE id = {id}"),
+            ["candidates AccessShareLock", "job_postings AccessShareLock"],
+        ),
+    ];
+    for (write, people) in writes {
+        db.batch_execute(&format!("BEGIN; {write}")).await.unwrap();
+        let locks = relation_locks(&db).await;
+        db.batch_execute("COMMIT").await.unwrap();
+        let of = |names: &[&str]| -> Vec<String> {
+            locks
+                .iter()
+                .filter(|l| names.contains(&l.split(' ').next().unwrap()))
+                .cloned()
+                .collect()
+        };
+        let log_tables = [
+            "events",
+            "events_0",
+            "events_0_created_at",
+            "events_0_pkey",
+            "events_id_seq",
+        ];
+        assert_eq!(of(&log_tables), log, "{write}: {locks:?}");
+        assert_eq!(
+            of(&["candidates", "job_postings"]),
+            people,
+            "{write}: {locks:?}"
+        );
+    }
+    assert_eq!(
+        event_types(&db).await,
+        [
+            "application.submitted",
+            "application.submitted",
+            "application.advanced"
+        ]
+    );
 }
 
 #[tokio::test]

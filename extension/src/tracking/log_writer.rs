@@ -34,8 +34,8 @@ const MAX_KEY_COLUMNS: usize = 4;
 const MAX_INDEXES: usize = 8;
 
 /// How to write `webhooks.events`: its sequence and the partition the last event went to,
-/// resolved by name and checked once per generation (see `invalidation`), and always after
-/// the log has been locked.
+/// resolved by name and checked once per generation (see `invalidation`), always with the
+/// log locked.
 struct Plan {
     stamp: u64,
     events: Oid,
@@ -281,15 +281,8 @@ impl Leaf {
 /// The partition for `id`, open and locked: the remembered one while it holds the id and
 /// nothing has been invalidated since, else routed afresh.
 unsafe fn open_leaf(plan: &mut Plan, events: pg_sys::Relation, id: i64) -> pg_sys::Relation {
-    if let Some(leaf) = plan.leaf.as_ref().filter(|l| l.lower <= id && id < l.upper) {
-        let relation = pg_sys::try_table_open(leaf.oid, pg_sys::RowExclusiveLock as i32);
-        // Locking it has taken in any invalidation (a detached partition's among them).
-        if !relation.is_null() && plan.stamp == generation() {
-            return relation;
-        }
-        if !relation.is_null() {
-            pg_sys::table_close(relation, pg_sys::RowExclusiveLock as i32);
-        }
+    if let Some(relation) = open_remembered_leaf(plan, &[id]) {
+        return relation;
     }
     plan.leaf = None;
     if plan.stamp != generation() {
@@ -312,8 +305,25 @@ pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb) {
         fired.len() <= MAX_FIRED,
         "a change fires at most {MAX_FIRED} events"
     );
-    let events = open_events();
     PLAN.with_borrow_mut(|plan| {
+        // Usually every id falls in the partition the last event went to, and only it is
+        // locked, as `INSERT INTO` that partition would: the partitioned log itself is locked
+        // (and its partitions looked up) only when the ids fall elsewhere or something has
+        // been invalidated.
+        let mut drawn = None;
+        if let Some(current) = plan
+            .as_mut()
+            .filter(|p| p.stamp == generation() && p.leaf.is_some())
+        {
+            let (ids, transaction) = draw_ids(current.events_id, fired.len());
+            if let Some(leaf) = open_remembered_leaf(current, &ids[..fired.len()]) {
+                let held = current.leaf.as_ref().expect("just opened");
+                write(held, leaf, fired, &ids[..fired.len()], transaction, payload);
+                return;
+            }
+            drawn = Some((current.events_id, ids, transaction));
+        }
+        let events = open_events();
         let current = plan
             .as_ref()
             .is_some_and(|p| p.stamp == generation() && p.events == (*events).rd_id);
@@ -322,7 +332,10 @@ pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb) {
             *plan = Some(Plan::build(events));
         }
         let plan = plan.as_mut().expect("just built");
-        let (ids, transaction) = draw_ids(plan.events_id, fired.len());
+        let (ids, transaction) = match drawn {
+            Some((sequence, ids, transaction)) if sequence == plan.events_id => (ids, transaction),
+            _ => draw_ids(plan.events_id, fired.len()),
+        };
         // The events of one change go to one partition, unless a new period began between them.
         let mut first = 0;
         while first < fired.len() {
@@ -345,6 +358,25 @@ pub unsafe fn log(fired: &[&str], payload: *mut pg_sys::Jsonb) {
         }
         pg_guard_ffi_boundary(|| raw::table_close(events, pg_sys::NoLock as i32));
     });
+}
+
+/// The remembered partition, open and locked, if it holds every one of `ids` and nothing has
+/// been invalidated since it was resolved (locking it has taken in any invalidation, a
+/// detached partition's among them).
+unsafe fn open_remembered_leaf(plan: &Plan, ids: &[i64]) -> Option<pg_sys::Relation> {
+    let leaf = plan
+        .leaf
+        .as_ref()
+        .filter(|l| ids.iter().all(|&id| l.lower <= id && id < l.upper))?;
+    let relation = pg_sys::try_table_open(leaf.oid, pg_sys::RowExclusiveLock as i32);
+    if relation.is_null() {
+        return None;
+    }
+    if plan.stamp == generation() {
+        return Some(relation);
+    }
+    pg_sys::table_close(relation, pg_sys::RowExclusiveLock as i32);
+    None
 }
 
 /// The transaction's id, then `count` event ids: fan_out()'s marks rely on a transaction's id

@@ -182,6 +182,30 @@ unsafe fn index_probe(
     row
 }
 
+/// `table_oid` open for reading. The foreign key checks of a tracked insert have usually
+/// locked the people table already, in ROW SHARE mode, which conflicts with all that ACCESS
+/// SHARE does and more: that lock serves, as a second, weaker lock would cost this read more
+/// than the row itself does.
+unsafe fn open_for_reading(table_oid: Oid) -> pg_sys::Relation {
+    let tag = pg_sys::LOCKTAG {
+        locktag_field1: pg_sys::MyDatabaseId.to_u32(),
+        locktag_field2: table_oid.to_u32(),
+        locktag_field3: 0,
+        locktag_field4: 0,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_RELATION as u8,
+        locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+    };
+    let held = pg_sys::LockHeldByMe(&tag, pg_sys::RowShareLock as i32);
+    pg_sys::table_open(
+        table_oid,
+        if held {
+            pg_sys::NoLock
+        } else {
+            pg_sys::AccessShareLock
+        } as i32,
+    )
+}
+
 /// `{fields...}` of the row of `table_oid` whose id is `id`, or null when there is no such
 /// row (or no id), as the SQL subquery gives. `fields` must be in jsonb's key order.
 pub unsafe fn row(
@@ -193,7 +217,7 @@ pub unsafe fn row(
     let Some((id, id_type)) = id else {
         return values::null();
     };
-    let table = pg_sys::table_open(table_oid, pg_sys::AccessShareLock as i32);
+    let table = open_for_reading(table_oid);
     let desc = (*table).rd_att;
     let attnums = cached_attnums(table, fields);
     let probe = cached_probe(table, attnums[0], id_type);
