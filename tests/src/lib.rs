@@ -59,3 +59,13 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("binding 127.0.0.1:0")
 }
+
+/// The first column of every row of `query`, as text.
+pub async fn texts(db: &tokio_postgres::Client, query: &str) -> Vec<String> {
+    db.query(query, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

@@ -3,17 +3,8 @@
 //! pending is lost; the relay runs it on a timer. Age is made by moving recorded times back.
 
 use e2e::stage::{body_json, Stage};
+use e2e::texts as lines;
 use std::time::Duration;
-
-/// The first column of every row of `query`, as text.
-async fn lines(db: &tokio_postgres::Client, query: &str) -> Vec<String> {
-    db.query(query, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
 
 /// What one call of `webhooks.maintain()` did, as "action object" lines.
 async fn maintain(db: &tokio_postgres::Client) -> Vec<String> {

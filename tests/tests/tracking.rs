@@ -3,16 +3,7 @@
 
 use e2e::ats::PEOPLE;
 use e2e::cluster::Cluster;
-
-/// The first column of `query`'s rows, as text.
-async fn texts(db: &tokio_postgres::Client, query: &str) -> Vec<String> {
-    db.query(query, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
+use e2e::texts;
 
 async fn event_types(db: &tokio_postgres::Client) -> Vec<String> {
     texts(db, "SELECT event_type FROM webhooks.events ORDER BY id").await
