@@ -8,6 +8,11 @@
 //! - `tracked`: `webhooks.track_ats()` with 3 endpoints subscribed. No relay state changes
 //!   what a tracked write does (it never notifies and reads nothing about relays), so this is
 //!   the cost whether relays are busy, idle, crashed or absent;
+//! - `untracked, log-sized rows`: no trigger; the same insert into a copy of the applications
+//!   table whose rows are larger by about what a tracked insert writes to the log (every run's
+//!   WAL per transaction is printed, to compare). It prices the bytes alone: what any log kept
+//!   in the writer's transaction pays before doing any work of its own. Inserts only (an
+//!   update's WAL carries only the changed part of a row);
 //! - `naive outbox`: the obvious trigger one would write first, for comparison: payload,
 //!   1 outbox row + 3 delivery rows, pg_notify;
 //! - `naive outbox, no NOTIFY`: the same trigger without pg_notify.
@@ -27,8 +32,13 @@ pub struct Options {
     pub instructions_only: bool,
 }
 
-const INSERT: &str = "\\set c random(1, 100)\n\\set j random(1, 10)\n\
-INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at) VALUES (:c, :j, now());\n";
+/// The insert workload's pgbench script, writing `table`.
+fn insert_script(table: &str) -> String {
+    format!(
+        "\\set c random(1, 100)\n\\set j random(1, 10)\n\
+         INSERT INTO {table} (candidate_id, job_posting_id, submitted_at) VALUES (:c, :j, now());\n"
+    )
+}
 const UPDATE: &str = "\\set a random(1, 1000)\n\\set s random(1, 1000000)\n\
 UPDATE ats.applications SET current_stage = 'Stage ' || :s WHERE id = :a;\n";
 
@@ -75,35 +85,67 @@ pub(crate) struct Variant {
     enter: &'static str,
     /// Whether the naive outbox trigger is installed, and with or without its NOTIFY.
     naive: Option<Notify>,
+    /// Whether the variant means anything for updates (see the module's comment).
+    pub(crate) updates: bool,
+    /// The table the insert workload writes.
+    pub(crate) table: &'static str,
 }
+
+/// The table the log-sized rows variant inserts into: a copy of ats.applications (its key,
+/// identity and foreign keys) whose stage defaults to 480 bytes more than 'Applied', about what
+/// a tracked insert adds to the WAL (the command prints every run's WAL per transaction, to
+/// check). A table of its own, so that no other variant's inserts fill the space its larger
+/// rows leave in each page (which would write every such page in full to the WAL once more).
+const LOG_SIZED_APPLICATIONS: &str = "bench_log_sized_applications";
+const LOG_SIZED_TABLE: &str = "
+CREATE TABLE bench_log_sized_applications (LIKE ats.applications INCLUDING ALL,
+    FOREIGN KEY (candidate_id) REFERENCES ats.candidates,
+    FOREIGN KEY (job_posting_id) REFERENCES ats.job_postings);
+ALTER TABLE bench_log_sized_applications ALTER current_stage SET DEFAULT 'Applied' || repeat(' ', 480);";
 
 #[derive(Clone, Copy)]
 enum Notify {
     Every,
     Never,
 }
-
 pub(crate) const VARIANTS: &[Variant] = &[
     Variant {
         name: "untracked",
         enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
                 SELECT webhooks.untrack('ats.applications', if_tracked => true);",
         naive: None,
+        updates: true,
+        table: "ats.applications",
     },
     Variant {
         name: "tracked, 3 endpoints",
-        enter: "SELECT webhooks.track('ats.applications');",
+        enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
+                SELECT webhooks.track('ats.applications');",
         naive: None,
+        updates: true,
+        table: "ats.applications",
+    },
+    Variant {
+        name: "untracked, log-sized rows",
+        enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
+                SELECT webhooks.untrack('ats.applications', if_tracked => true);",
+        naive: None,
+        updates: false,
+        table: LOG_SIZED_APPLICATIONS,
     },
     Variant {
         name: "naive outbox",
         enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);",
         naive: Some(Notify::Every),
+        updates: true,
+        table: "ats.applications",
     },
     Variant {
         name: "naive outbox, no NOTIFY",
         enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);",
         naive: Some(Notify::Never),
+        updates: true,
+        table: "ats.applications",
     },
 ];
 
@@ -135,6 +177,7 @@ pub fn run(options: &Options) -> Result<()> {
         e2e::ats::load_and_track(&db).await?;
         db.batch_execute(SEED).await?;
         db.batch_execute(ENDPOINTS).await?;
+        db.batch_execute(LOG_SIZED_TABLE).await?;
         let pid: i32 = db.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
         anyhow::Ok(pid as u32)
     })?;
@@ -147,73 +190,83 @@ pub fn run(options: &Options) -> Result<()> {
     std::thread::sleep(Duration::from_secs(1));
     let idle_children = procstat::child_count(postmaster);
     let scripts = tempfile::tempdir()?;
-    let insert = scripts.path().join("insert.sql");
-    let update = scripts.path().join("update.sql");
-    std::fs::write(&insert, INSERT)?;
-    std::fs::write(&update, UPDATE)?;
+    // scripts[variant][workload]
+    let mut scripts_of = Vec::new();
+    for variant in VARIANTS {
+        let insert = scripts
+            .path()
+            .join(format!("insert into {}.sql", variant.table));
+        let update = scripts.path().join("update.sql");
+        std::fs::write(&insert, insert_script(variant.table))?;
+        std::fs::write(&update, UPDATE)?;
+        scripts_of.push([insert, update]);
+    }
 
     println!(
         "\n==> pgbench, {} clients, {} s per run, {} round(s); fsync on",
         options.clients, options.seconds, options.rounds
     );
-    // tps[variant][workload][round]. Within a round the variants of one workload run back to
-    // back, so each ratio compares runs minutes apart at most; the report takes the median
-    // ratio over rounds, which a single disturbed run cannot move much.
-    // cpu[variant][workload][round] is PostgreSQL's CPU per transaction. tps moves with the
-    // disk's fsync latency, which varies several-fold on this VM. CPU per transaction does not,
-    // so its ratio shows what tracking costs when CPU is the limit.
-    let workloads = [("insert", &insert), ("update", &update)];
-    let mut tps = vec![vec![Vec::new(); workloads.len()]; VARIANTS.len()];
-    let mut cpu = tps.clone();
+    // runs[variant][workload][round]. Within a round the variants of one workload run back to
+    // back, in the listed order in odd rounds and in reverse in even ones (ABBA), so the
+    // baseline and the tracked run are neighbours and a drift of the host over a round moves
+    // both alike. Each ratio compares runs of one round; the report takes the median ratio
+    // over rounds and its interquartile range, which a disturbed run cannot move much.
+    // tps moves with the disk's fsync latency, which varies several-fold on this VM. CPU per
+    // transaction does not, so its ratio shows what tracking costs when CPU is the limit.
+    let workloads = ["insert", "update"];
+    let mut runs: Vec<Vec<Vec<Run>>> = (0..VARIANTS.len())
+        .map(|_| (0..workloads.len()).map(|_| Vec::new()).collect())
+        .collect();
     for round in 1..=options.rounds {
-        for (w, (workload, script)) in workloads.iter().enumerate() {
-            for (v, variant) in VARIANTS.iter().enumerate() {
-                enter(&cluster, variant)?;
+        for (w, workload) in workloads.iter().enumerate() {
+            let mut order: Vec<usize> = (0..VARIANTS.len())
+                .filter(|&v| w == 0 || VARIANTS[v].updates)
+                .collect();
+            if round % 2 == 0 {
+                order.reverse();
+            }
+            for &v in &order {
+                enter(&cluster, &VARIANTS[v])?;
                 // enter()'s psql sessions and pgbench's backends must be reaped before each
                 // reading, or their CPU lands in the neighbouring run.
                 procstat::wait_for_children(postmaster, idle_children, Duration::from_secs(5));
                 let cpu_before = procstat::cluster_cpu_seconds(postmaster);
+                let wal_before = runtime.block_on(wal_position(&sampler_db))?;
                 let sampler = WaitSampler::start(&runtime, sampler_db.clone());
-                let (result, transactions) = pgbench(&cluster, script, options)?;
+                let (tps, transactions) = pgbench(&cluster, &scripts_of[v][w], options)?;
                 let waits = sampler.finish(&runtime);
+                let wal = runtime.block_on(wal_position(&sampler_db))? - wal_before;
                 procstat::wait_for_children(postmaster, idle_children, Duration::from_secs(5));
-                let cpu_per_tx = (procstat::cluster_cpu_seconds(postmaster) - cpu_before) * 1e6
-                    / transactions.max(1) as f64;
-                tps[v][w].push(result);
-                cpu[v][w].push(cpu_per_tx);
-                let base = *tps[0][w].last().expect("the baseline runs first");
-                let base_cpu = *cpu[0][w].last().expect("the baseline runs first");
+                let per_tx = |total: f64| total / transactions.max(1) as f64;
+                runs[v][w].push(Run {
+                    tps,
+                    cpu: per_tx((procstat::cluster_cpu_seconds(postmaster) - cpu_before) * 1e6),
+                    wal: per_tx(wal),
+                    waits,
+                });
+            }
+            let r = round as usize - 1;
+            let base = &runs[0][w][r];
+            for &v in &order {
+                let run = &runs[v][w][r];
                 println!(
-                    "    round {round}  {workload:<7} {:<28} {result:>9.0} tps  × {:.2}   PostgreSQL CPU {cpu_per_tx:>4.0} µs/tx  × {:.2}   [{waits}]",
-                    variant.name,
-                    result / base,
-                    base_cpu / cpu_per_tx
+                    "    round {round}  {workload:<7} {:<28} {:>9.0} tps  × {:.2}   PostgreSQL CPU {:>4.0} µs/tx  × {:.2}   WAL {:>4.0} B/tx   [{}]",
+                    VARIANTS[v].name,
+                    run.tps,
+                    run.tps / base.tps,
+                    run.cpu,
+                    base.cpu / run.cpu,
+                    run.wal,
+                    run.waits
                 );
             }
         }
     }
-    println!("\n| variant | insert tps (mean) | × untracked (median) | CPU µs/tx | CPU × untracked | update tps (mean) | × untracked (median) | CPU µs/tx | CPU × untracked |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("\n| variant | insert tps (mean) | × untracked (median, quartiles) | CPU µs/tx | CPU × untracked | WAL B/tx | update tps (mean) | × untracked (median, quartiles) | CPU µs/tx | CPU × untracked | WAL B/tx |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (v, variant) in VARIANTS.iter().enumerate() {
         let cells: Vec<String> = (0..workloads.len())
-            .map(|w| {
-                let ratios = |of: &Vec<Vec<Vec<f64>>>, inverse: bool| -> f64 {
-                    median(
-                        of[v][w]
-                            .iter()
-                            .zip(&of[0][w])
-                            .map(|(x, base)| if inverse { base / x } else { x / base })
-                            .collect(),
-                    )
-                };
-                format!(
-                    "{:.0} | {:.2} | {:.0} | {:.2}",
-                    mean(&tps[v][w]),
-                    ratios(&tps, false),
-                    mean(&cpu[v][w]),
-                    ratios(&cpu, true)
-                )
-            })
+            .map(|w| summary(&runs[v][w], &runs[0][w]))
             .collect();
         println!("| {} | {} |", variant.name, cells.join(" | "));
     }
@@ -254,18 +307,76 @@ async fn fan_out_tracked_events(db: &tokio_postgres::Client, postmaster: u32) ->
     Ok(())
 }
 
+/// One pgbench run: tps, and PostgreSQL's CPU (µs) and WAL (bytes) per transaction.
+struct Run {
+    tps: f64,
+    cpu: f64,
+    wal: f64,
+    waits: String,
+}
+
+/// A variant's cells of the report for one workload, against the baseline's runs of the same
+/// rounds; dashes where the variant did not run.
+fn summary(runs: &[Run], baseline: &[Run]) -> String {
+    if runs.is_empty() {
+        return "— | — | — | — | —".to_string();
+    }
+    let ratios = |of: fn(&Run) -> f64, inverse: bool| -> Vec<f64> {
+        runs.iter()
+            .zip(baseline)
+            .map(|(x, base)| {
+                if inverse {
+                    of(base) / of(x)
+                } else {
+                    of(x) / of(base)
+                }
+            })
+            .collect()
+    };
+    let mean_of = |of: fn(&Run) -> f64| mean(&runs.iter().map(of).collect::<Vec<_>>());
+    let (low, middle, high) = quartiles(ratios(|r| r.tps, false));
+    format!(
+        "{:.0} | {middle:.2} ({low:.2}–{high:.2}) | {:.0} | {:.2} | {:.0}",
+        mean_of(|r| r.tps),
+        mean_of(|r| r.cpu),
+        quartiles(ratios(|r| r.cpu, true)).1,
+        mean_of(|r| r.wal)
+    )
+}
+
+/// The server's WAL insert position, in bytes.
+async fn wal_position(db: &tokio_postgres::Client) -> Result<f64> {
+    let row = db
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+/// The lower quartile, median and upper quartile (each the middle value, or the mean of the
+/// two middle values, of its half; the median's own half includes it when the count is odd).
+fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
+    let median = |part: &[f64]| -> f64 {
+        let mid = part.len() / 2;
+        match part.len() {
+            0 => f64::NAN,
+            n if n.is_multiple_of(2) => (part[mid - 1] + part[mid]) / 2.0,
+            _ => part[mid],
+        }
+    };
+    let half = values.len().div_ceil(2);
+    (
+        median(&values[..half]),
+        median(&values),
+        median(&values[values.len() - half..]),
+    )
 }
 
 fn psql(cluster: &Cluster, sql: &str) -> Result<()> {
@@ -331,4 +442,17 @@ fn pgbench(cluster: &Cluster, script: &std::path::Path, options: &Options) -> Re
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("no transaction count in pgbench output:\n{text}"))?;
     Ok((tps, transactions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quartiles;
+
+    #[test]
+    fn quartiles_of_odd_even_and_single_counts() {
+        assert_eq!(quartiles(vec![0.9]), (0.9, 0.9, 0.9));
+        assert_eq!(quartiles(vec![3.0, 1.0, 2.0]), (1.5, 2.0, 2.5));
+        assert_eq!(quartiles(vec![4.0, 1.0, 3.0, 2.0]), (1.5, 2.5, 3.5));
+        assert_eq!(quartiles(vec![5.0, 1.0, 4.0, 2.0, 3.0]), (2.0, 3.0, 4.0));
+    }
 }

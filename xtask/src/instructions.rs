@@ -66,10 +66,16 @@ pub fn count(cluster: &Cluster) -> Result<()> {
         run_single_user(cluster, None, "")?;
         let mut per_workload = Vec::new();
         for (workload, statement) in WORKLOADS {
+            if workload != "insert" && !variant.updates {
+                per_workload.push(f64::NAN);
+                continue;
+            }
             let mut script = |n: usize| {
                 count_number += 1;
                 (0..n)
-                    .map(|i| statement(i, count_number) + "\n")
+                    .map(|i| {
+                        statement(i, count_number).replace("ats.applications", variant.table) + "\n"
+                    })
                     .collect::<String>()
             };
             let few = script(WRITES);
@@ -91,14 +97,15 @@ pub fn count(cluster: &Cluster) -> Result<()> {
     );
     println!("|---|---|---|---|---|");
     for (variant, row) in VARIANTS.iter().zip(&counts) {
-        println!(
-            "| {} | {:.0} | {:.2} | {:.0} | {:.2} |",
-            variant.name,
-            row[0],
-            counts[0][0] / row[0],
-            row[1],
-            counts[0][1] / row[1]
-        );
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&counts[0])
+            .map(|(count, base)| match count.is_nan() {
+                true => "— | —".to_string(),
+                false => format!("{count:.0} | {:.2}", base / count),
+            })
+            .collect();
+        println!("| {} | {} |", variant.name, cells.join(" | "));
     }
     Ok(())
 }
