@@ -1,8 +1,9 @@
 //! `cargo xtask bench tracking`: what tracking costs the application's writes.
 //!
-//! One durable (fsync on) throwaway cluster, the reference ATS schema, and pgbench (4 clients)
-//! running two workloads — INSERT an application (fires `application.submitted`) and UPDATE an
-//! application's stage (fires `application.advanced`) — under each variant, in one run:
+//! One durable (fsync on) throwaway cluster, the reference ATS schema, and pgbench (4 clients,
+//! or `--clients N`) running two workloads — INSERT an application (fires
+//! `application.submitted`) and UPDATE an application's stage (fires `application.advanced`) —
+//! under each variant, in one run, in rounds that alternate the variants' order:
 //!
 //! - `untracked`: no trigger, the baseline;
 //! - `tracked`: `webhooks.track_ats()` with 3 endpoints subscribed. No relay state changes
