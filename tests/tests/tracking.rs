@@ -9,13 +9,23 @@ async fn event_types(db: &tokio_postgres::Client) -> Vec<String> {
     texts(db, "SELECT event_type FROM webhooks.events ORDER BY id").await
 }
 
-#[tokio::test]
-async fn several_changes_in_one_update_emit_several_events_in_reference_order() {
-    let (_cluster, db) = e2e::ats::database().await.unwrap();
+/// A database with the ATS schema, its people, and one endpoint taking every application event.
+async fn database_with_an_endpoint() -> (Cluster, tokio_postgres::Client) {
+    let (cluster, db) = e2e::ats::database().await.unwrap();
     db.batch_execute(PEOPLE).await.unwrap();
     db.batch_execute(
-        "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*']);
-         INSERT INTO ats.applications (id, candidate_id, job_posting_id) VALUES (1, 7, 3);
+        "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*'])",
+    )
+    .await
+    .unwrap();
+    (cluster, db)
+}
+
+#[tokio::test]
+async fn several_changes_in_one_update_emit_several_events_in_reference_order() {
+    let (_cluster, db) = database_with_an_endpoint().await;
+    db.batch_execute(
+        "INSERT INTO ats.applications (id, candidate_id, job_posting_id) VALUES (1, 7, 3);
          UPDATE ats.applications
             SET submitted_at = now(), offered = true, current_stage = 'Offer', rejected = true, withdrawn = true;",
     )
@@ -70,13 +80,7 @@ async fn relation_locks(db: &tokio_postgres::Client) -> Vec<String> {
 
 #[tokio::test]
 async fn a_tracked_write_locks_only_the_logs_partition_and_reads_people_under_locks_it_holds() {
-    let (_cluster, db) = e2e::ats::database().await.unwrap();
-    db.batch_execute(PEOPLE).await.unwrap();
-    db.batch_execute(
-        "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*'])",
-    )
-    .await
-    .unwrap();
+    let (_cluster, db) = database_with_an_endpoint().await;
     // The session's first tracked write finds the log's current partition.
     let id: i64 = db
         .query_one(
@@ -142,13 +146,7 @@ async fn a_tracked_write_locks_only_the_logs_partition_and_reads_people_under_lo
 
 #[tokio::test]
 async fn a_rolled_back_write_emits_nothing_and_an_unprivileged_writer_still_emits() {
-    let (cluster, db) = e2e::ats::database().await.unwrap();
-    db.batch_execute(PEOPLE).await.unwrap();
-    db.batch_execute(
-        "SELECT webhooks.create_endpoint('https://hooks.test/a', ARRAY['application.*'])",
-    )
-    .await
-    .unwrap();
+    let (cluster, db) = database_with_an_endpoint().await;
     db.batch_execute(
         "BEGIN;
          INSERT INTO ats.applications (candidate_id, job_posting_id, submitted_at) VALUES (7, 3, now());
