@@ -87,9 +87,16 @@ pub(crate) struct Variant {
     /// Whether the naive outbox trigger is installed, and with or without its NOTIFY.
     naive: Option<Notify>,
     /// Whether the variant means anything for updates (see the module's comment).
-    pub(crate) updates: bool,
+    updates: bool,
     /// The table the insert workload writes.
     pub(crate) table: &'static str,
+}
+
+impl Variant {
+    /// Whether the variant runs `workload` ("insert" or "update").
+    pub(crate) fn measures(&self, workload: &str) -> bool {
+        workload == "insert" || self.updates
+    }
 }
 
 /// The table the log-sized rows variant inserts into: a copy of ats.applications (its key,
@@ -191,16 +198,16 @@ pub fn run(options: &Options) -> Result<()> {
     std::thread::sleep(Duration::from_secs(1));
     let idle_children = procstat::child_count(postmaster);
     let scripts = tempfile::tempdir()?;
-    // scripts[variant][workload]
+    // scripts_of[variant][workload]
+    let update = scripts.path().join("update.sql");
+    std::fs::write(&update, UPDATE)?;
     let mut scripts_of = Vec::new();
     for variant in VARIANTS {
         let insert = scripts
             .path()
             .join(format!("insert into {}.sql", variant.table));
-        let update = scripts.path().join("update.sql");
         std::fs::write(&insert, insert_script(variant.table))?;
-        std::fs::write(&update, UPDATE)?;
-        scripts_of.push([insert, update]);
+        scripts_of.push([insert, update.clone()]);
     }
 
     println!(
@@ -221,7 +228,7 @@ pub fn run(options: &Options) -> Result<()> {
     for round in 1..=options.rounds {
         for (w, workload) in workloads.iter().enumerate() {
             let mut order: Vec<usize> = (0..VARIANTS.len())
-                .filter(|&v| w == 0 || VARIANTS[v].updates)
+                .filter(|&v| VARIANTS[v].measures(workload))
                 .collect();
             if round % 2 == 0 {
                 order.reverse();

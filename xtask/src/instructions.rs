@@ -66,7 +66,7 @@ pub fn count(cluster: &Cluster) -> Result<()> {
         run_single_user(cluster, None, "")?;
         let mut per_workload = Vec::new();
         for (workload, statement) in WORKLOADS {
-            if workload != "insert" && !variant.updates {
+            if !variant.measures(workload) {
                 per_workload.push(f64::NAN);
                 continue;
             }
