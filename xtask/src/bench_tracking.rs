@@ -73,7 +73,6 @@ BEGIN
     PERFORM pg_notify('bench_outbox', '');
     RETURN NULL;
 END $$;
-DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
 CREATE TRIGGER bench_naive_outbox AFTER INSERT OR UPDATE ON ats.applications
     FOR EACH ROW EXECUTE FUNCTION bench_naive_outbox();";
 
@@ -82,8 +81,8 @@ const NAIVE_NOTIFY: &str = "PERFORM pg_notify('bench_outbox', '');";
 
 pub(crate) struct Variant {
     pub(crate) name: &'static str,
-    /// SQL that puts the database in this variant's state (from any other variant's).
-    enter: &'static str,
+    /// Whether `ats.applications` is tracked by pg_webhooks.
+    tracked: bool,
     /// Whether the naive outbox trigger is installed, and with or without its NOTIFY.
     naive: Option<Notify>,
     /// Whether the variant means anything for updates (see the module's comment).
@@ -119,38 +118,35 @@ enum Notify {
 pub(crate) const VARIANTS: &[Variant] = &[
     Variant {
         name: "untracked",
-        enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
-                SELECT webhooks.untrack('ats.applications', if_tracked => true);",
+        tracked: false,
         naive: None,
         updates: true,
         table: "ats.applications",
     },
     Variant {
         name: "tracked, 3 endpoints",
-        enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
-                SELECT webhooks.track('ats.applications');",
+        tracked: true,
         naive: None,
         updates: true,
         table: "ats.applications",
     },
     Variant {
         name: "untracked, log-sized rows",
-        enter: "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications;
-                SELECT webhooks.untrack('ats.applications', if_tracked => true);",
+        tracked: false,
         naive: None,
         updates: false,
         table: LOG_SIZED_APPLICATIONS,
     },
     Variant {
         name: "naive outbox",
-        enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);",
+        tracked: false,
         naive: Some(Notify::Every),
         updates: true,
         table: "ats.applications",
     },
     Variant {
         name: "naive outbox, no NOTIFY",
-        enter: "SELECT webhooks.untrack('ats.applications', if_tracked => true);",
+        tracked: false,
         naive: Some(Notify::Never),
         updates: true,
         table: "ats.applications",
@@ -159,7 +155,18 @@ pub(crate) const VARIANTS: &[Variant] = &[
 
 /// Put the database in `variant`'s state, vacuumed and checkpointed.
 pub(crate) fn enter(cluster: &Cluster, variant: &Variant) -> Result<()> {
-    psql(cluster, variant.enter)?;
+    psql(
+        cluster,
+        "DROP TRIGGER IF EXISTS bench_naive_outbox ON ats.applications",
+    )?;
+    psql(
+        cluster,
+        if variant.tracked {
+            "SELECT webhooks.track('ats.applications')"
+        } else {
+            "SELECT webhooks.untrack('ats.applications', if_tracked => true)"
+        },
+    )?;
     if let Some(notify) = variant.naive {
         psql(cluster, &naive_outbox(notify))?;
     }
